@@ -1,0 +1,88 @@
+"""From logits to the next token: repetition penalty, temperature, top-k, top-p, seeded draw."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to generate: the one object the command line, the worker and the UI share."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.8     # 0 means greedy
+    top_k: int = 40              # 0 means no limit
+    top_p: float = 0.95          # 1 means no limit
+    repetition_penalty: float = 1.1  # 1 means none
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_new_tokens must be >= 1": self.max_new_tokens >= 1,
+            "temperature must be >= 0": self.temperature >= 0,
+            "top_k must be >= 0": self.top_k >= 0,
+            "top_p must be in (0, 1]": 0 < self.top_p <= 1,
+            "repetition_penalty must be > 0": self.repetition_penalty > 0,
+        }
+        problems = [message for message, ok in checks.items() if not ok]
+        if problems:
+            raise ValueError("; ".join(problems))
+        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "GenerationSettings":
+        """Build from a plain dict (e.g. JSON from the page), ignoring unknown keys."""
+        known = {f.name for f in fields(cls)}
+        return replace(cls(), **{k: v for k, v in values.items() if k in known and v is not None})
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A sampled token, its probability and the most likely alternatives (id, probability)."""
+
+    token_id: int
+    prob: float
+    top: list[tuple[int, float]]
+
+
+def apply_repetition_penalty(logits: np.ndarray, history: list[int], penalty: float) -> np.ndarray:
+    """Make tokens already seen less likely (the CTRL paper's rule, as in transformers)."""
+    if penalty == 1 or not history:
+        return logits
+    seen = np.unique(np.asarray(history))
+    logits = logits.copy()
+    values = logits[seen]
+    logits[seen] = np.where(values < 0, values * penalty, values / penalty)
+    return logits
+
+
+def allowed_tokens(probs: np.ndarray, top_k: int, top_p: float) -> np.ndarray:
+    """Ids of the top-k tokens, then the smallest most likely set whose mass reaches top_p."""
+    ids = np.arange(len(probs))
+    if 0 < top_k < len(probs):
+        ids = np.argpartition(probs, -top_k)[-top_k:]
+    ids = ids[np.argsort(-probs[ids], kind="stable")]
+    if top_p < 1:
+        mass = np.cumsum(probs[ids])
+        ids = ids[: int(np.searchsorted(mass, top_p * mass[-1])) + 1]
+    return ids
+
+
+def choose_next(logits: np.ndarray, history: list[int], settings: GenerationSettings,
+                rng: np.random.Generator, n_top: int = 5) -> Choice:
+    """Pick the next token from the last position's logits (n_vocab,)."""
+    logits = apply_repetition_penalty(logits.astype(np.float64), history, settings.repetition_penalty)
+    temperature = settings.temperature or 1.0  # greedy reports the model's own probabilities
+    probs = np.exp((logits - logits.max()) / temperature)
+    probs /= probs.sum()
+    if settings.temperature == 0:
+        token = int(np.argmax(probs))
+    else:
+        ids = allowed_tokens(probs, settings.top_k, settings.top_p)
+        mass = np.cumsum(probs[ids])
+        token = int(ids[min(int(np.searchsorted(mass, rng.random() * mass[-1], side="right")), len(ids) - 1)])
+    top = np.argpartition(probs, -n_top)[-n_top:] if len(probs) > n_top else np.arange(len(probs))
+    top = top[np.argsort(-probs[top], kind="stable")]
+    return Choice(token, float(probs[token]), [(int(i), float(probs[i])) for i in top])

@@ -1,0 +1,59 @@
+"""Shared test fixtures: the committed random checkpoints and their transformers references."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+MODELS = FIXTURES / "models"
+MODEL_NAMES = sorted(p.name for p in MODELS.iterdir())
+GPT2_JSON = ROOT / "vendor" / "tiktoken" / "encoders" / "gpt2.json"
+sys.path.insert(0, str(ROOT))
+
+
+@functools.cache
+def fixture_model(name: str):
+    from model_loader import load_model
+    return load_model(MODELS / name)
+
+
+@functools.cache
+def reference(name: str) -> dict[str, np.ndarray]:
+    return dict(np.load(FIXTURES / "reference" / f"{name}.npz"))
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return fixture_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer():
+    """Our tokenizer built from GPT-2's full vocab.json + merges.txt."""
+    from model_loader.tokenizer import read_vocabulary, tiktoken_tokenizer
+    folder = FIXTURES / "gpt2-tokenizer"
+    return tiktoken_tokenizer(read_vocabulary((folder / "vocab.json").read_bytes(),
+                                              (folder / "merges.txt").read_bytes()))
+
+
+@pytest.fixture(scope="session")
+def tiktoken_gpt2():
+    """tiktoken's own GPT-2 encoding, from npm tiktoken's ranks (tiktoken.get_encoding would
+    download them; tools/vendor_runtime.py puts the npm copy in vendor/)."""
+    import base64
+    import tiktoken
+    if not GPT2_JSON.exists():
+        pytest.fail(f"{GPT2_JSON} is missing: run python tools/vendor_runtime.py")
+    spec = json.loads(GPT2_JSON.read_text())
+    ranks = {}
+    for line in spec["bpe_ranks"].splitlines():
+        _, offset, *tokens = line.split(" ")
+        ranks.update((base64.b64decode(t), int(offset) + i) for i, t in enumerate(tokens))
+    return tiktoken.Encoding("gpt2", pat_str=spec["pat_str"], mergeable_ranks=ranks,
+                             special_tokens=spec["special_tokens"])

@@ -1,0 +1,69 @@
+"""The NumPy GPT-2 against transformers' outputs for the same checkpoints."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import MODEL_NAMES, fixture_model, reference
+from engine.generation import ContextWindow
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_logits_match_transformers(name):
+    ref = reference(name)
+    logits = fixture_model(name).logits(ref["ids"].tolist())
+    assert logits.dtype == np.float32 and logits.shape == ref["logits"].shape
+    scale = np.abs(ref["logits"]).max(axis=-1)
+    error = np.abs(logits - ref["logits"]).max(axis=-1)
+    assert np.all(error <= 2e-5 * scale), f"worst relative error {np.max(error / scale):.2e}"
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_greedy_continuation_matches_transformers(name):
+    ref = reference(name)
+    steps = list(fixture_model(name).generate(ref["greedy_prompt"].tolist(), temperature=0,
+                                              repetition_penalty=1.0, max_new_tokens=24))
+    assert [s.token_id for s in steps] == ref["greedy_ids"].tolist()
+
+
+@pytest.mark.parametrize("name", ["tiny", "odd-heads"])
+def test_cached_decoding_equals_full_forward(name):
+    model = fixture_model(name)
+    ids = reference(name)["ids"].tolist()
+    full = model.logits(ids)
+    window = ContextWindow(model.params, model.config)
+    prompt = 5  # a batched prefill, then one token at a time
+    logits, _ = window.feed(ids[:prompt])
+    np.testing.assert_allclose(logits, full[prompt - 1], rtol=0, atol=1e-5 * np.abs(full).max())
+    for i in range(prompt, len(ids)):
+        logits, _ = window.feed([ids[i]])
+        np.testing.assert_allclose(logits, full[i], rtol=0, atol=1e-5 * np.abs(full).max())
+
+
+def test_generation_runs_past_n_positions(tiny):
+    n_ctx = tiny.config.n_ctx
+    prompt = reference("tiny")["ids"].tolist()[:40]
+    steps = list(tiny.generate(prompt, temperature=0.9, top_k=0, top_p=1.0, max_new_tokens=2 * n_ctx,
+                               seed=3, stop=()))
+    assert len(steps) == 2 * n_ctx or steps[-1].finish == "eos"
+    assert sum(s.dropped for s in steps) > 0
+
+
+def test_context_window_keeps_the_most_recent_tokens(tiny):
+    n_ctx = tiny.config.n_ctx
+    ids = (reference("tiny")["ids"].tolist() * 3)[: n_ctx + 10]
+    window = ContextWindow(tiny.params, tiny.config)
+    window.feed(ids[:n_ctx])
+    logits, dropped = window.feed(ids[n_ctx:])
+    assert dropped > 0 and window.tokens == ids[dropped:]
+    assert len(window.tokens) <= n_ctx
+    np.testing.assert_allclose(logits, tiny.logits(window.tokens)[-1], rtol=0, atol=1e-5)
+
+
+def test_prompt_longer_than_context_is_trimmed(tiny):
+    n_ctx = tiny.config.n_ctx
+    ids = (reference("tiny")["ids"].tolist() * 4)[: 2 * n_ctx]
+    steps = list(tiny.generate(ids, temperature=0, repetition_penalty=1.0, max_new_tokens=3))
+    assert steps[0].dropped == len(ids) - n_ctx * 3 // 4
+    window_logits = tiny.logits(ids[steps[0].dropped:])[-1]
+    assert steps[0].token_id == int(np.argmax(window_logits))

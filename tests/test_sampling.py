@@ -1,0 +1,67 @@
+"""Sampling: reproducible with a seed, never outside top-k/top-p, repetition penalty works."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import GenerationSettings
+from engine.sampling import apply_repetition_penalty, choose_next
+
+LOGITS = np.array([3.0, 2.5, 2.0, 1.0, 0.5, 0.0, -1.0, -2.0], dtype=np.float32)
+PROBS = np.exp(LOGITS - LOGITS.max()) / np.exp(LOGITS - LOGITS.max()).sum()
+
+
+def draws(settings: GenerationSettings, n: int = 2000, history=()) -> list[int]:
+    rng = np.random.default_rng(0)
+    return [choose_next(LOGITS, list(history), settings, rng).token_id for _ in range(n)]
+
+
+def test_same_seed_same_tokens(tiny):
+    run = lambda seed: [s.token_id for s in tiny.generate("Hello", seed=seed, max_new_tokens=30, top_k=0, top_p=1.0)]
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_greedy_takes_the_argmax():
+    assert set(draws(GenerationSettings(temperature=0, repetition_penalty=1.0), 20)) == {0}
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_top_k_never_samples_outside_the_k_most_likely(k):
+    seen = set(draws(GenerationSettings(temperature=5.0, top_k=k, top_p=1.0, repetition_penalty=1.0)))
+    assert seen == set(range(k))  # high temperature: every allowed token shows up, no other
+
+
+@pytest.mark.parametrize("p", [0.3, 0.6, 0.9])
+def test_top_p_keeps_the_smallest_set_reaching_p(p):
+    smallest = int(np.searchsorted(np.cumsum(PROBS), p)) + 1  # PROBS is sorted descending
+    seen = set(draws(GenerationSettings(temperature=1.0, top_k=0, top_p=p, repetition_penalty=1.0)))
+    assert seen == set(range(smallest))
+
+
+def test_sampling_follows_the_distribution():
+    counts = np.bincount(draws(GenerationSettings(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0), 20000),
+                         minlength=len(LOGITS))
+    np.testing.assert_allclose(counts / counts.sum(), PROBS, atol=0.015)
+
+
+def test_repetition_penalty_lowers_seen_tokens_only():
+    penalised = apply_repetition_penalty(LOGITS, [0, 6], 2.0)
+    assert penalised[0] < LOGITS[0] and penalised[6] < LOGITS[6]  # positive and negative logits both drop
+    unseen = [i for i in range(len(LOGITS)) if i not in (0, 6)]
+    np.testing.assert_array_equal(penalised[unseen], LOGITS[unseen])
+    assert set(draws(GenerationSettings(temperature=0, repetition_penalty=2.0), 5, history=[0])) == {1}
+
+
+def test_reported_probabilities_are_the_models(tiny):
+    step = next(iter(tiny.generate("Hello", temperature=0, repetition_penalty=1.0, max_new_tokens=1)))
+    logits = tiny.logits(tiny.tokenizer.encode("Hello"))[-1].astype(np.float64)
+    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    assert step.prob == pytest.approx(probs.max(), rel=1e-5)
+    assert [i for i, _ in step.top] == list(np.argsort(-probs)[:5])
+
+
+@pytest.mark.parametrize("bad", [dict(temperature=-1), dict(top_p=0), dict(top_k=-2), dict(max_new_tokens=0)])
+def test_bad_settings_are_refused(bad):
+    with pytest.raises(ValueError):
+        GenerationSettings(**bad)
