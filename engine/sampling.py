@@ -33,9 +33,18 @@ class GenerationSettings:
 
     @classmethod
     def from_dict(cls, values: dict) -> "GenerationSettings":
-        """Build from a plain dict (e.g. JSON from the page), ignoring unknown keys."""
+        """Build from a plain dict (JSON or URL parameters from the page: numbers may come as
+        strings, stop as one string or a list); unknown keys and empty values are ignored."""
         known = {f.name for f in fields(cls)}
-        return replace(cls(), **{k: v for k, v in values.items() if k in known and v is not None})
+        return replace(cls(), **{k: coerce(k, v) for k, v in values.items() if k in known and v not in (None, "")})
+
+
+def coerce(name: str, value):
+    if name == "stop":
+        return (value,) if isinstance(value, str) else tuple(value)
+    if name in ("seed", "max_new_tokens", "top_k"):
+        return int(value)
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 and their tokenizer files, from a folder or the Hub."""
 from __future__ import annotations
 
-import mmap
 from pathlib import Path
 
 from engine import Model
@@ -24,8 +23,10 @@ def load_folder(folder: Path) -> Model:
     return assemble_model(have)
 
 
-def map_file(path: Path) -> bytes | mmap.mmap:
+def map_file(path: Path) -> bytes:
     """The file's bytes, memory-mapped so that weights are not copied on the way in."""
+    import mmap  # CPython only; the browser hands over fetched buffers instead
+
     with open(path, "rb") as f:
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if path.stat().st_size else b""
 

@@ -6,7 +6,7 @@ Fetching is left to the caller (a folder, an HTTP download, the browser's fetch)
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from engine import Model
 
@@ -69,13 +69,16 @@ def require(have: Mapping[str, Buffer | None], name: str) -> Buffer:
     return have[name]
 
 
-def assemble_model(have: Mapping[str, Buffer | None],
-                   make_tokenizer: Callable[[Vocabulary], Tokenizer] = tiktoken_tokenizer) -> Model:
-    """Build a Model from the fetched files; every problem raises a ValueError or
-    MissingFileError that says what is wrong."""
+def read_tokenizer_files(have: Mapping[str, Buffer | None]) -> Vocabulary:
+    return read_vocabulary(bytes(require(have, "vocab.json")), bytes(require(have, "merges.txt")))
+
+
+def assemble_model(have: Mapping[str, Buffer | None], tokenizer: Tokenizer | None = None) -> Model:
+    """Build a Model from the fetched files (with tiktoken's Python package as the tokenizer
+    unless one is given); every problem raises a ValueError or MissingFileError that says
+    what is wrong."""
     config = parse_config(bytes(require(have, "config.json")))
-    vocabulary = read_vocabulary(bytes(require(have, "vocab.json")), bytes(require(have, "merges.txt")))
-    tokenizer = make_tokenizer(vocabulary)
+    tokenizer = tokenizer or tiktoken_tokenizer(read_tokenizer_files(have))
     if tokenizer.n_vocab > config.n_vocab:
         raise ValueError(f"the tokenizer has {tokenizer.n_vocab} tokens but the model only {config.n_vocab}")
     return Model(config, build_params(read_tensors(have), config), tokenizer)

@@ -47,6 +47,7 @@ EXPOSED_HEADERS = (
     "X-Repo-Commit, X-Error-Code, X-Error-Message, Accept-Ranges"
 )
 PREFLIGHT_HEADERS = "Range, Authorization, Content-Type, If-None-Match, If-Range"
+CONTROL_PREFIX = "/__"
 FAULT_ERROR_CODES = {401: "RepoNotFound", 403: "GatedRepo", 404: "EntryNotFound"}
 
 
@@ -241,7 +242,7 @@ class Fault:
     times: int | None = None
 
     def __post_init__(self) -> None:
-        if self.status is not None and not 400 <= self.status <= 599:
+        if self.status is not None and HTTPStatus(self.status) < 400:  # HTTPStatus rejects unknown codes
             raise ValueError("status must be a 4xx or 5xx code")
         if self.cut_after is not None and self.short is not None:
             raise ValueError("cut_after and short are exclusive")
@@ -250,6 +251,8 @@ class Fault:
             raise ValueError("status only combines with delay and times")
         if self.times is not None and self.times < 1:
             raise ValueError("times must be >= 1")
+        if any(v is not None and v < 0 for v in (self.cut_after, self.short, self.flip, self.delay)):
+            raise ValueError("cut_after, short, flip and delay must be >= 0")
 
     @property
     def limit(self) -> int | None:
@@ -470,15 +473,21 @@ class HubHandler(BaseHandler):
     # -- methods
 
     def do_GET(self) -> None:
-        if self.path.startswith("/__requests"):
-            self.send_json(200, [asdict(r) for r in self.owner.requests])
+        if self.is_control():
+            self.control()
         else:
             self.serve_hub_request()
 
     do_HEAD = do_GET
 
+    def do_POST(self) -> None:
+        self.control()
+
+    do_DELETE = do_POST
+
     def do_OPTIONS(self) -> None:
-        self.start_record()
+        if not self.is_control():
+            self.start_record()
         allowed = self.headers.get("Access-Control-Request-Headers") or PREFLIGHT_HEADERS
         self.send_head(204, {
             "Access-Control-Allow-Methods": "GET, HEAD, POST, DELETE, OPTIONS",
@@ -487,23 +496,34 @@ class HubHandler(BaseHandler):
             "Content-Length": "0",
         })
 
-    def do_POST(self) -> None:
-        if not self.path.startswith("/__faults"):
+    # -- control endpoints (not logged)
+
+    def is_control(self) -> bool:
+        """Whether the request is for a control endpoint (``/__...``)."""
+        return urlsplit(self.path).path.startswith(CONTROL_PREFIX)
+
+    def control(self) -> None:
+        """POST/DELETE ``/__faults``, GET/DELETE ``/__requests``."""
+        route = (self.command, urlsplit(self.path).path)
+        if route == ("POST", "/__faults"):
+            return self.post_fault()
+        if route == ("GET", "/__requests"):
+            return self.send_json(200, [asdict(r) for r in self.owner.requests])
+        if route == ("DELETE", "/__faults"):
+            self.owner.clear_faults()
+        elif route == ("DELETE", "/__requests"):
+            self.owner.clear_requests()
+        else:
             return self.send_json(404, {"error": "Not Found"})
+        self.send_json(200, {"ok": True})
+
+    def post_fault(self) -> None:
+        """Set a fault from a JSON body ``{"repo": ..., "file": ..., <kinds>}``."""
         try:
             spec = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             self.owner.set_fault(spec.pop("repo"), spec.pop("file"), **spec)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             return self.send_json(400, {"error": f"bad fault: {error!r}"})
-        self.send_json(200, {"ok": True})
-
-    def do_DELETE(self) -> None:
-        if self.path.startswith("/__faults"):
-            self.owner.clear_faults()
-        elif self.path.startswith("/__requests"):
-            self.owner.clear_requests()
-        else:
-            return self.send_json(404, {"error": "Not Found"})
         self.send_json(200, {"ok": True})
 
     # -- resolve

@@ -1,0 +1,77 @@
+"""Write a random GPT-2 checkpoint in Hugging Face layout, GPT-2-small shaped by default
+(124M parameters, ~500 MB of float32): for benchmarks. Needs only NumPy; never committed.
+
+    python tools/make_random_checkpoint.py bench/models/gpt2-random
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKENIZER = ROOT / "tests" / "fixtures" / "gpt2-tokenizer"
+
+
+def gpt2_shapes(n_layer: int, n_embd: int, n_ctx: int, n_vocab: int) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes as openai-community/gpt2's model.safetensors has them."""
+    shapes = {"wte.weight": (n_vocab, n_embd), "wpe.weight": (n_ctx, n_embd)}
+    for i in range(n_layer):
+        p = f"h.{i}."
+        shapes.update({
+            p + "ln_1.weight": (n_embd,), p + "ln_1.bias": (n_embd,),
+            p + "attn.c_attn.weight": (n_embd, 3 * n_embd), p + "attn.c_attn.bias": (3 * n_embd,),
+            p + "attn.c_proj.weight": (n_embd, n_embd), p + "attn.c_proj.bias": (n_embd,),
+            p + "ln_2.weight": (n_embd,), p + "ln_2.bias": (n_embd,),
+            p + "mlp.c_fc.weight": (n_embd, 4 * n_embd), p + "mlp.c_fc.bias": (4 * n_embd,),
+            p + "mlp.c_proj.weight": (4 * n_embd, n_embd), p + "mlp.c_proj.bias": (n_embd,),
+        })
+    return shapes | {"ln_f.weight": (n_embd,), "ln_f.bias": (n_embd,)}
+
+
+def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], seed: int) -> None:
+    """Stream random float32 tensors into a safetensors file, one tensor in memory at a time."""
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        size = 4 * int(np.prod(shape))
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        for name, shape in shapes.items():
+            ones = name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight"))
+            values = np.ones(shape, np.float32) if ones else rng.standard_normal(shape, np.float32) * 0.02
+            f.write(values.astype("<f4").tobytes())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--n-layer", type=int, default=12)
+    parser.add_argument("--n-embd", type=int, default=768)
+    parser.add_argument("--n-head", type=int, default=12)
+    parser.add_argument("--n-ctx", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    n_vocab = 50257
+    config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "activation_function": "gelu_new",
+              "vocab_size": n_vocab, "n_positions": args.n_ctx, "n_embd": args.n_embd, "n_head": args.n_head,
+              "n_layer": args.n_layer, "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256}
+    (args.out / "config.json").write_text(json.dumps(config, indent=2))
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(TOKENIZER / name, args.out / name)
+    write_safetensors(args.out / "model.safetensors", gpt2_shapes(args.n_layer, args.n_embd, args.n_ctx, n_vocab),
+                      args.seed)
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()

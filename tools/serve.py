@@ -1,0 +1,103 @@
+"""Serve the Browser LLM app (the repository root, page ``index.html``) locally.
+
+    python tools/serve.py [--port 8000] [--host 127.0.0.1] [--isolated] [--hub-repo org/name=DIR ...]
+
+``--isolated`` sends COOP/COEP headers (cross-origin isolation, e.g. for SharedArrayBuffer).
+``--hub-repo`` also starts a local Hub (tools/hub_server.py) serving fixture models
+and prints a link that points the app at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlencode, urlsplit
+
+if __package__ in (None, ""):  # run as a script: make the `tools` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.hub_server import (  # noqa: E402
+    BackgroundServer,
+    BaseHandler,
+    build_hub,
+    content_type,
+    parse_repo_spec,
+    serve_until_interrupted,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+}
+
+
+class AppHandler(BaseHandler):
+    """Static files with Range support, ``no-cache`` and optional isolation headers."""
+
+    owner: AppServer  # type: ignore[assignment]
+
+    def common_headers(self) -> dict[str, str]:
+        headers = {"Cache-Control": "no-cache"}
+        if self.owner.isolated:
+            headers.update(ISOLATION_HEADERS)
+        return headers
+
+    def do_GET(self) -> None:
+        path = self.owner.locate(self.path)
+        if path is None:
+            self.send_bytes(404, b"404 Not Found\n", "text/plain; charset=utf-8")
+        else:
+            self.send_file(path, {"Content-Type": content_type(path)})
+
+    do_HEAD = do_GET
+
+
+class AppServer(BackgroundServer):
+    """Serves the files under ``root``; a directory URL serves its ``index.html``."""
+
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, isolated: bool = False) -> None:
+        super().__init__(AppHandler, host, port)
+        self.root = Path(root)
+        self.isolated = isolated
+
+    def locate(self, raw_path: str) -> Path | None:
+        """The file for a request path, or None (missing, or a hidden/``..`` segment)."""
+        parts = PurePosixPath(unquote(urlsplit(raw_path).path).lstrip("/")).parts
+        if any(part.startswith(".") for part in parts):
+            return None
+        path = self.root.joinpath(*parts)
+        if path.is_dir():
+            path = path / "index.html"
+        return path if path.is_file() else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the app (and optionally a local Hub) until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--isolated", action="store_true", help="send COOP/COEP/CORP headers")
+    parser.add_argument("--hub-repo", type=parse_repo_spec, action="append", default=[],
+                        metavar="ORG/NAME[@REV]=DIR", help="also serve DIR as a model on a local Hub")
+    parser.add_argument("--hub-port", type=int, default=0, help="port of the local Hub (default: any free)")
+    args = parser.parse_args(argv)
+
+    app = AppServer(REPO_ROOT, args.host, args.port, args.isolated)
+    servers: list[BackgroundServer] = [app]
+    print(f"Browser LLM: {app.url}/", flush=True)
+    if args.hub_repo:
+        hub = build_hub(args.hub_repo, args.host, args.hub_port)
+        servers.append(hub)
+        query = urlencode({"endpoint": hub.url, "model": args.hub_repo[0][0]}, safe=":/")
+        print(f"Local Hub:   {hub.url}", flush=True)
+        print(f"Open:        {app.url}/?{query}", flush=True)
+    for server in servers:
+        server.verbose = True
+    serve_until_interrupted(*servers)
+
+
+if __name__ == "__main__":
+    main()
