@@ -158,6 +158,7 @@ async def boot():
             element(name).value = value
     set_status("Starting the model worker…")
     state["worker"] = await workers["model"]
+    window.modelWorker = state["worker"]  # the worker's exported functions, for scripts and tests
     document.querySelector('script[name="model"]').xworker.onmessage = show_progress
     on("model-form", "submit", in_background(load_model))
     on("composer", "submit", in_background(send))

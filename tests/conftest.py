@@ -1,31 +1,11 @@
 """Shared test fixtures: the committed random checkpoints and their transformers references."""
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
-MODELS = FIXTURES / "models"
-MODEL_NAMES = sorted(p.name for p in MODELS.iterdir())
-GPT2_JSON = ROOT / "vendor" / "tiktoken" / "encoders" / "gpt2.json"
-sys.path.insert(0, str(ROOT))
-
-
-@functools.cache
-def fixture_model(name: str):
-    from model_loader import load_model
-    return load_model(MODELS / name)
-
-
-@functools.cache
-def reference(name: str) -> dict[str, np.ndarray]:
-    return dict(np.load(FIXTURES / "reference" / f"{name}.npz"))
+from support import FIXTURES, GPT2_JSON, fixture_model
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import MODELS, ROOT
+from support import MODELS, ROOT
 from tools.hub_server import HubServer
 
 GREEDY = ["--temperature", "0", "--repetition-penalty", "1", "--max-new-tokens", "12"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import MODEL_NAMES, fixture_model, reference
+from support import MODEL_NAMES, fixture_model, reference
 from engine.generation import ContextWindow
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MODELS
+from support import MODELS
 from model_loader import MissingFileError, load_model
 from model_loader.config import ConfigError, parse_config
 from model_loader.safetensors import SafetensorsError, read_safetensors

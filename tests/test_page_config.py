@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tomllib
 
-from conftest import ROOT
+from support import ROOT
 
 
 def test_worker_config_lists_every_python_file_it_needs():

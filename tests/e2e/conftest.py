@@ -1,0 +1,133 @@
+"""Browser tests: the real index.html in Debian's Chromium, served from 127.0.0.1, with fixture
+checkpoints behind a local server that speaks the Hub's URL layout. Chromium cannot resolve
+any other host, and every test fails on a console error or a request to another host."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from support import MODEL_NAMES, MODELS, ROOT
+from tools.hub_server import HubServer
+from tools.serve import AppServer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+ALLOWED_WARNINGS = ("Unable to use `window` or `document`",)  # PyScript, in a worker without SharedArrayBuffer
+LONG_TASKS = """
+window.__longTasks = [];
+new PerformanceObserver(list => window.__longTasks.push(...list.getEntries().map(e => ({start: e.startTime, duration: e.duration}))))
+  .observe({type: "longtask", buffered: true});
+"""
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def app_server():
+    with AppServer(ROOT) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def hub():
+    with HubServer({f"test/{name}": {"main": MODELS / name} for name in MODEL_NAMES}) as server:
+        yield server
+
+
+class AppPage:
+    """One browser tab on the app, with what it logged and every URL it requested."""
+
+    def __init__(self, page, url: str):
+        self.page, self.errors, self.requests = page, [], []
+        page.on("console", self.on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        page.on("request", lambda request: self.requests.append(request.url))
+        page.add_init_script(LONG_TASKS)
+        page.goto(url)
+
+    def on_console(self, message) -> None:
+        if message.type == "error" or (message.type == "warning" and not message.text.startswith(ALLOWED_WARNINGS)):
+            self.errors.append(f"console {message.type}: {message.text}")
+
+    def status(self) -> str:
+        return self.page.text_content("#status")
+
+    def wait_status(self, prefix: str, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while not (text := self.status()).startswith(prefix):
+            assert time.monotonic() < deadline, f"status is still {text!r}"
+            assert not text.startswith("Could not"), text
+            self.page.wait_for_timeout(100)
+        return text
+
+    def send(self, text: str) -> None:
+        """Type and send a message; return once its reply element exists."""
+        before = self.replies().count()
+        self.page.get_by_role("textbox", name="Message").fill(text)
+        self.page.get_by_role("button", name="Send").click()
+        self.page.wait_for_function(f"() => document.querySelectorAll('#log article.assistant').length > {before}")
+
+    def replies(self):
+        return self.page.locator("#log article.assistant")
+
+    def wait_reply_done(self, timeout: float = 60) -> str:
+        last = self.replies().last
+        self.page.wait_for_function(
+            "() => { const r = [...document.querySelectorAll('#log article.assistant')].pop();"
+            " return r && r.getAttribute('aria-busy') === 'false'; }", timeout=timeout * 1000)
+        return last.locator(".text").text_content()
+
+    def worker(self, function: str, *args):
+        """Call one of the worker's exported functions, as the main thread does."""
+        return self.page.evaluate(f"async args => await window.modelWorker.{function}(...args)", list(args))
+
+    def foreign_requests(self) -> list[str]:
+        return [url for url in self.requests
+                if urlsplit(url).scheme not in ("data", "blob") and urlsplit(url).hostname != "127.0.0.1"]
+
+
+def app_url(app_server, **params) -> str:
+    return f"{app_server.url}/?{urlencode(params)}"
+
+
+@pytest.fixture
+def open_app(browser, app_server):
+    """Open the app in a fresh browser context; checked for errors and stray requests."""
+    pages: list[AppPage] = []
+
+    def open_page(**params) -> AppPage:
+        context = browser.new_context()
+        pages.append(AppPage(context.new_page(), app_url(app_server, **params)))
+        return pages[-1]
+
+    yield open_page
+    for app in pages:
+        assert app.errors == [] and app.foreign_requests() == []
+        app.page.context.close()
+
+
+@pytest.fixture(scope="session")
+def shared_chat(browser, app_server, hub):
+    """One booted page with the tiny model, greedy, shared by the tests that do not disturb it."""
+    context = browser.new_context()
+    app = AppPage(context.new_page(), app_url(app_server, model="test/tiny", endpoint=hub.url, temperature=0,
+                                              max_new_tokens=40))
+    app.wait_status("Ready")
+    yield app
+    context.close()
+
+
+@pytest.fixture
+def chat(shared_chat):
+    """The shared page; each test must leave it without console errors or stray requests."""
+    shared_chat.errors.clear()
+    yield shared_chat
+    assert shared_chat.errors == [] and shared_chat.foreign_requests() == []

@@ -1,0 +1,115 @@
+"""The page in a real browser: boot, load through the local hub, chat token by token."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from support import fixture_model
+
+GREEDY_40 = dict(temperature=0, max_new_tokens=40)
+
+
+def cpython_reply(prompt: str, **settings) -> tuple[str, int]:
+    steps = list(fixture_model("tiny").generate(prompt, **settings))
+    return "".join(s.text for s in steps), len(steps)
+
+
+def test_reply_grows_token_by_token_and_equals_cpython(chat):
+    prompt = "The old lighthouse keeper"
+    expected, n_tokens = cpython_reply(prompt, **GREEDY_40)
+    assert n_tokens >= 10  # long enough to see it grow
+    chat.page.evaluate("""() => {
+        window.__lengths = [];
+        new MutationObserver(() => {
+            const r = [...document.querySelectorAll('#log article.assistant .text')].pop();
+            if (r) window.__lengths.push(r.textContent.length);
+        }).observe(document.getElementById('log'), {childList: true, subtree: true, characterData: true});
+    }""")
+    chat.send(prompt)
+    assert chat.page.locator("#log article.user .text").last.text_content() == prompt  # shown at once
+    assert chat.wait_reply_done() == expected
+    lengths = chat.page.evaluate("window.__lengths")
+    assert len(set(lengths)) >= 5 and lengths[-1] == len(expected)  # grew in several steps
+    assert "tokens/s" in chat.page.text_content("#stats")
+
+
+def test_user_text_is_shown_as_text_never_html(chat):
+    attack = '<img src=x onerror="window.__x=1"><b>bold</b>'
+    chat.send(attack)
+    chat.wait_reply_done()
+    assert chat.page.locator("#log article.user .text").last.text_content() == attack
+    assert chat.page.locator("#log img, #log b").count() == 0
+    assert chat.page.evaluate("window.__x") is None
+
+
+def test_stop_ends_the_reply_within_a_token_and_the_next_prompt_works(chat):
+    long_prompt = "Once upon a time there was"
+    steps = list(fixture_model("tiny").generate(long_prompt, **GREEDY_40))
+    assert len(steps) == 40  # would run to the limit if not stopped
+    chat.page.evaluate("""() => new MutationObserver((_, observer) => {
+        const reply = [...document.querySelectorAll('#log article.assistant .text')].pop();
+        if (reply && reply.textContent.length > 0) { document.getElementById('stop').click(); observer.disconnect(); }
+    }).observe(document.getElementById('log'), {childList: true, subtree: true, characterData: true})""")
+    chat.send(long_prompt)
+    stopped = chat.wait_reply_done()
+    pieces = [s.text for s in steps]
+    first = next(i for i, piece in enumerate(pieces) if piece)
+    assert stopped in ("".join(pieces[:first + 1]), "".join(pieces[:first + 2]))  # at most one more token
+    assert chat.page.get_by_role("button", name="Send").is_enabled()
+    assert chat.page.get_by_role("button", name="Stop").is_disabled()
+    expected, _ = cpython_reply("The old lighthouse keeper", **GREEDY_40)
+    chat.send("The old lighthouse keeper")
+    assert chat.wait_reply_done() == expected
+
+
+def test_send_is_disabled_while_writing_and_enter_sends(chat):
+    box = chat.page.get_by_role("textbox", name="Message")
+    box.fill("Once upon a time there was")
+    before = chat.replies().count()
+    box.press("Enter")
+    chat.page.wait_for_function(f"() => document.querySelectorAll('#log article.assistant').length > {before}")
+    assert chat.page.get_by_role("button", name="Send").is_disabled()
+    box.type("first line")
+    box.press("Shift+Enter")
+    box.type("second line")
+    assert box.input_value() == "first line\nsecond line"  # typing works at once while it writes
+    chat.wait_reply_done()
+    assert chat.page.get_by_role("button", name="Send").is_enabled()
+    box.fill("")
+
+
+def test_main_thread_has_no_long_tasks_while_generating(chat):
+    chat.page.evaluate("window.__longTasks.length = 0")
+    chat.page.evaluate("""() => {
+        window.__keyDelays = [];
+        document.addEventListener('keydown', e => window.__keyDelays.push(performance.now() - e.timeStamp));
+    }""")
+    chat.send("Once upon a time there was")
+    for key in "abc":
+        chat.page.keyboard.press(key)
+    chat.wait_reply_done()
+    assert chat.page.evaluate("window.__longTasks.filter(t => t.duration > 100)") == []
+    delays = chat.page.evaluate("window.__keyDelays")
+    assert len(delays) == 3 and max(delays) < 100
+
+
+def test_twenty_replies_in_a_row_do_not_grow_the_worker(chat):
+    def reply(n: int) -> None:
+        chat.send(f"Reply number {n} is about")
+        chat.wait_reply_done()
+    for n in range(3):
+        reply(n)
+    heap = chat.worker("heap_bytes")
+    for n in range(3, 20):
+        reply(n)
+    assert chat.replies().count() >= 20
+    assert chat.worker("heap_bytes") == heap
+
+
+def test_accessible_names(chat):
+    page = chat.page
+    assert page.get_by_role("textbox", name="Message").count() == 1
+    assert page.get_by_role("button", name="Send").count() == 1
+    assert page.get_by_role("button", name="Stop").count() == 1
+    log = page.get_by_role("log")
+    assert log.get_attribute("aria-live") == "polite"
