@@ -5,14 +5,8 @@ import pytest
 
 from engine.generation import TextStream
 from model_loader.tokenizer import TokenizerError, read_vocabulary
+from support import CORPUS
 
-CORPUS = [
-    "Hello world", "The quick brown fox jumps over the lazy dog.",
-    "def f(x):\n    return x ** 2  # square\n\n\nprint(f(3))",
-    "1234567890 3.14159 1,000,000 2024-11-25", "many     spaces\t\ttabs\n\n\n\nnewlines   ",
-    "emoji 😀🎉👩‍👩‍👧 and flags 🇫🇷", "中文字符和日本語のテキスト、한국어", "café naïve Ångström résumé",
-    "it's we'll they've I'd you're", "<|endoftext|> in the middle <|endoftext|>", "", " ", "\n",
-]
 
 
 @pytest.mark.parametrize("text", CORPUS)

@@ -1,6 +1,9 @@
 """Serve the Browser LLM app (the repository root, page ``index.html``) locally.
 
-    python tools/serve.py [--port 8000] [--host 127.0.0.1] [--isolated] [--hub-repo org/name=DIR ...]
+    python tools/serve.py [--port 8000] [--host 127.0.0.1] [--isolated] [--hub-repo org/name=DIR ...] [--cdn]
+
+First fills vendor/ with the verified runtime (tools/vendor_runtime.py; a no-op when it is
+already there) so the page runs with no CDN; --cdn skips that.
 
 ``--isolated`` sends COOP/COEP headers (cross-origin isolation, e.g. for SharedArrayBuffer).
 ``--hub-repo`` also starts a local Hub (tools/hub_server.py) serving fixture models
@@ -17,6 +20,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 if __package__ in (None, ""):  # run as a script: make the `tools` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tools import vendor_runtime  # noqa: E402
 from tools.hub_server import (  # noqa: E402
     BackgroundServer,
     BaseHandler,
@@ -83,7 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hub-repo", type=parse_repo_spec, action="append", default=[],
                         metavar="ORG/NAME[@REV]=DIR", help="also serve DIR as a model on a local Hub")
     parser.add_argument("--hub-port", type=int, default=0, help="port of the local Hub (default: any free)")
+    parser.add_argument("--cdn", action="store_true", help="do not fill vendor/; the page then loads the pinned CDN runtime")
     args = parser.parse_args(argv)
+    if not args.cdn and vendor_runtime.main([]) != 0:
+        print("Could not fill vendor/ from npm and PyPI: the page will load its runtime from the public CDN.")
 
     app = AppServer(REPO_ROOT, args.host, args.port, args.isolated)
     servers: list[BackgroundServer] = [app]

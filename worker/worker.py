@@ -83,6 +83,11 @@ def stop() -> None:
     state["steps"] = None
 
 
+def tokenize(text: str) -> str:
+    """Token ids of text with the loaded model's tokenizer, as JSON."""
+    return json.dumps(state["model"].tokenizer.encode(text))
+
+
 def heap_bytes() -> float:
     """Size of the worker's WebAssembly memory (it only grows, so a leak shows as growth).
     A float: integers above 2**31 do not survive the trip to the main thread."""
@@ -90,4 +95,4 @@ def heap_bytes() -> float:
     return float(pyodide_js._module.HEAP8.length)
 
 
-__export__ = ["load", "start", "step", "stop", "heap_bytes"]
+__export__ = ["load", "start", "step", "stop", "tokenize", "heap_bytes"]

@@ -45,8 +45,8 @@ def hub():
 class AppPage:
     """One browser tab on the app, with what it logged and every URL it requested."""
 
-    def __init__(self, page, url: str):
-        self.page, self.errors, self.requests = page, [], []
+    def __init__(self, page, url: str, allowed_hosts: tuple[str, ...] = ("127.0.0.1",)):
+        self.page, self.errors, self.requests, self.allowed_hosts = page, [], [], allowed_hosts
         page.on("console", self.on_console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         page.on("request", lambda request: self.requests.append(request.url))
@@ -91,7 +91,7 @@ class AppPage:
 
     def foreign_requests(self) -> list[str]:
         return [url for url in self.requests
-                if urlsplit(url).scheme not in ("data", "blob") and urlsplit(url).hostname != "127.0.0.1"]
+                if urlsplit(url).scheme not in ("data", "blob") and urlsplit(url).hostname not in self.allowed_hosts]
 
 
 def app_url(app_server, **params) -> str:
@@ -103,9 +103,12 @@ def open_app(browser, app_server):
     """Open the app in a fresh browser context; checked for errors and stray requests."""
     pages: list[AppPage] = []
 
-    def open_page(**params) -> AppPage:
+    def open_page(setup=None, allowed_hosts=("127.0.0.1",), **params) -> AppPage:
+        """setup(context) runs before the page opens (e.g. to add routes)."""
         context = browser.new_context()
-        pages.append(AppPage(context.new_page(), app_url(app_server, **params)))
+        if setup:
+            setup(context)
+        pages.append(AppPage(context.new_page(), app_url(app_server, **params), allowed_hosts))
         return pages[-1]
 
     yield open_page

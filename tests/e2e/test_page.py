@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from support import fixture_model
+from support import ROOT, fixture_model
 
 GREEDY_40 = dict(temperature=0, max_new_tokens=40)
 
@@ -113,3 +113,13 @@ def test_accessible_names(chat):
     assert page.get_by_role("button", name="Stop").count() == 1
     log = page.get_by_role("log")
     assert log.get_attribute("aria-live") == "polite"
+
+
+def test_screenshot_of_a_conversation(chat):
+    """The README's picture (copy test-results/chat.png to docs/screenshot.png to update it)."""
+    if chat.replies().count() == 0:
+        chat.send("The old lighthouse keeper")
+        chat.wait_reply_done()
+    path = ROOT / "test-results" / "chat.png"
+    chat.page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000

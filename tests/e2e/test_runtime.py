@@ -1,0 +1,81 @@
+"""The runtime: the browser tokenizer equals CPython's, and the page also runs from the public
+CDNs (served here from vendor/ through Playwright routes, since no CDN can be reached)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import CORPUS, ROOT, fixture_model
+
+CDN = {  # the pinned CDN prefixes index.html uses -> the vendor/ folders that mirror them
+    "https://cdn.jsdelivr.net/npm/@pyscript/core@0.6.66/dist/": "pyscript",
+    "https://cdn.jsdelivr.net/npm/@micropython/micropython-webassembly-pyscript@1.27.0/": "micropython",
+    "https://cdn.jsdelivr.net/pyodide/v0.27.7/full/": "pyodide",
+    "https://cdn.jsdelivr.net/npm/tiktoken@1.0.22/": "tiktoken",
+}
+TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json",
+         ".css": "text/css"}
+
+
+@pytest.fixture(scope="module")
+def full_vocab_model(tmp_path_factory, hub):
+    """A tiny random model with GPT-2's whole vocabulary, so the browser tokenizer is tested on it."""
+    folder = tmp_path_factory.mktemp("full-vocab")
+    subprocess.run([sys.executable, str(ROOT / "tools" / "make_random_checkpoint.py"), str(folder), "--n-layer", "1",
+                    "--n-embd", "16", "--n-head", "2", "--n-ctx", "64"], check=True, capture_output=True)
+    hub.add_repo("test/full-vocab", folder)
+    return folder
+
+
+def test_browser_tokenizer_equals_cpython_and_tiktoken(open_app, hub, full_vocab_model, gpt2_tokenizer, tiktoken_gpt2):
+    app = open_app(model="test/full-vocab", endpoint=hub.url)
+    app.wait_status("Ready")
+    for text in CORPUS:
+        ids = json.loads(app.worker("tokenize", text))
+        assert ids == gpt2_tokenizer.encode(text) == tiktoken_gpt2.encode_ordinary(text), text
+
+
+def serve_cdn_from_vendor(context) -> None:
+    def fulfil(route):
+        url = route.request.url
+        prefix = next((p for p in CDN if url.startswith(p)), None)
+        path = ROOT / "vendor" / CDN[prefix] / url[len(prefix):].split("?")[0] if prefix else None
+        if path is None or not path.is_file():
+            route.fulfill(status=404, body="not on the CDN", headers={"Access-Control-Allow-Origin": "*"})
+            return
+        route.fulfill(status=200, body=path.read_bytes(), headers={
+            "Content-Type": TYPES.get(path.suffix, "application/octet-stream"), "Access-Control-Allow-Origin": "*"})
+
+    context.route("https://cdn.jsdelivr.net/**", fulfil)
+    context.route("**/vendor/**", lambda route: route.fulfill(status=404, body="no vendor/ on this host"))
+
+
+def test_page_runs_from_the_pinned_cdn(open_app, hub):
+    app = open_app(setup=serve_cdn_from_vendor, allowed_hosts=("127.0.0.1", "cdn.jsdelivr.net"),
+                   runtime="cdn", model="test/tiny", endpoint=hub.url, temperature=0, max_new_tokens=12)
+    app.wait_status("Ready")
+    app.send("Hello world")
+    expected = "".join(s.text for s in fixture_model("tiny").generate("Hello world", temperature=0, max_new_tokens=12))
+    assert app.wait_reply_done() == expected
+    runtime_hosts = {url.split("/")[2] for url in app.requests if "/vendor/" not in url and not url.startswith("data:")}
+    assert "cdn.jsdelivr.net" in runtime_hosts
+    assert not any("/vendor/" in url for url in app.requests)
+
+
+def test_status_walks_through_boot_and_load(open_app, hub):
+    app = open_app(model="test/tiny", endpoint=hub.url)
+    seen = app.page.evaluate("""() => new Promise(resolve => {
+        const seen = [document.getElementById('status').textContent];
+        new MutationObserver(() => {
+            const text = document.getElementById('status').textContent;
+            seen.push(text);
+            if (text.startsWith('Ready')) resolve(seen);
+        }).observe(document.getElementById('status'), {childList: true, characterData: true, subtree: true});
+    })""")
+    assert any(s.startswith("Starting") for s in seen)
+    assert any(s.startswith("Loading") or s.startswith("Downloading") for s in seen)
+    assert seen[-1].startswith("Ready: test/tiny")
