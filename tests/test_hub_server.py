@@ -446,7 +446,7 @@ def test_parse_repo_spec(tmp_path: Path) -> None:
 
 
 def test_serve_command_prints_working_links(repo_dir: Path) -> None:
-    command = [sys.executable, str(ROOT / "tools" / "serve.py"), "--port", "0", "--hub-repo", f"{REPO}={repo_dir}"]
+    command = [sys.executable, str(ROOT / "tools" / "serve.py"), "--port", "0", "--cdn", "--hub-repo", f"{REPO}={repo_dir}"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             lines = [process.stdout.readline() for _ in range(3)]
