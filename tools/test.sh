@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test on a fresh machine: installs what they need (Debian's Chromium, the Python
+# Runs every test on a fresh machine: installs what they need (Debian's Chromium and npm, the Python
 # packages, the verified browser runtime in vendor/), then pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v chromium >/dev/null 2>&1; then
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="chromium"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+if [ -n "$missing" ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq $missing >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 python3 tools/vendor_runtime.py
