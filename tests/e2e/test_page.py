@@ -104,6 +104,9 @@ def test_twenty_replies_in_a_row_do_not_grow_the_worker(chat):
         reply(n)
     assert chat.replies().count() >= 20
     assert chat.worker("heap_bytes") == heap
+    at_bottom = "(() => { const log = document.getElementById('log');" \
+                " return log.scrollHeight > log.clientHeight && log.scrollHeight - log.scrollTop - log.clientHeight < 2; })()"
+    assert chat.page.evaluate(at_bottom)  # the panel followed the text
 
 
 def test_accessible_names(chat):
@@ -123,3 +126,12 @@ def test_screenshot_of_a_conversation(chat):
     path = ROOT / "test-results" / "chat.png"
     chat.page.screenshot(path=str(path))
     assert path.stat().st_size > 10_000
+
+
+def test_seeded_sampling_gives_the_same_tokens_as_cpython(open_app, hub):
+    settings = dict(temperature=0.9, top_k=50, top_p=0.9, repetition_penalty=1.2, seed=11, max_new_tokens=30)
+    app = open_app(model="test/tiny", endpoint=hub.url, **settings)
+    app.wait_status("Ready")
+    app.send("Once upon a time")
+    expected = "".join(s.text for s in fixture_model("tiny").generate("Once upon a time", **settings))
+    assert app.wait_reply_done() == expected
