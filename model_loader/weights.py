@@ -22,8 +22,19 @@ def to_float32(dtype_name: str, array: np.ndarray) -> np.ndarray:
     raise WeightsError(f"weights of dtype {dtype_name} are not supported")
 
 
+def transposed_in_place(array: np.ndarray) -> np.ndarray:
+    """The transpose of a 2-D array, written over the array's own memory (a buffer the caller
+    gave away, e.g. a download), so a checkpoint's float32 weights are not copied whole."""
+    transposed = np.ascontiguousarray(array.T)
+    flat = array.reshape(-1)
+    flat[:] = transposed.reshape(-1)
+    return flat.reshape(transposed.shape)
+
+
 class TensorTaker:
-    """Hands out each named tensor once, as float32 of the expected shape, then forgets it."""
+    """Hands out each named tensor once, as float32 of the expected shape, then forgets it.
+    Writable float32 tensors (views into a buffer handed over, like a download) are used in
+    place, transposed over themselves where needed; others are copied."""
 
     def __init__(self, tensors: dict[str, tuple[str, np.ndarray]]):
         self.tensors = {name.removeprefix("transformer."): value for name, value in tensors.items()
@@ -35,6 +46,8 @@ class TensorTaker:
         dtype_name, array = self.tensors.pop(name)
         if array.shape != shape:
             raise WeightsError(f"tensor {name} has shape {tuple(array.shape)}, expected {shape}")
+        if dtype_name == "F32" and array.flags.writeable and array.flags.aligned and array.flags.c_contiguous:
+            return transposed_in_place(array) if transpose else array
         out = to_float32(dtype_name, array.T if transpose else array)
         return np.ascontiguousarray(out)
 

@@ -4,15 +4,13 @@ JSON strings, so nothing depends on how the two interpreters convert objects."""
 from __future__ import annotations
 
 import json
-import time
+from dataclasses import asdict, replace
 
 from polyscript import xworker
 
 from engine import GenerationSettings, Model
-from model_loader.checkpoint import assemble_model, read_tokenizer_files
-from model_loader.config import parse_config
-from worker.browser_tokenizer import wasm_tokenizer
-from worker.download import fetch_checkpoint
+from engine.chat import chat_prompt
+from worker.loading import cache_delete, cache_models, load_checkpoint
 
 state: dict = {"model": None, "steps": None}
 
@@ -22,57 +20,46 @@ def push(kind: str, **data) -> None:
     xworker.postMessage(json.dumps({"kind": kind, **data}))
 
 
-class Progress:
-    """Per-file byte counts, pushed at most every 100 ms."""
-
-    def __init__(self):
-        self.files: dict[str, list[int]] = {}
-        self.last = 0.0
-
-    def update(self, name: str, received: int, total: int) -> None:
-        self.files[name] = [received, total]
-        now = time.monotonic()
-        if now - self.last > 0.1 or received == total:
-            self.last = now
-            push("progress", file=name, files=self.files)
-
-
 async def load(request: str) -> str:
-    """Download (or reuse) a model: request is JSON {repo, revision, endpoint, tiktoken}."""
-    options = json.loads(request)
+    """Load a model, freeing the previous one first. request is JSON {repo, revision, endpoint,
+    tiktoken} for the hub, or {local: {file name: blob URL}, tiktoken} for the visitor's files.
+    The reply: {repo, commit, n_params, n_ctx, n_layer, seconds, from_cache, downloaded,
+    not_cached (why nothing was cached, or null)} or {error}."""
     state["model"] = state["steps"] = None
-    started = time.monotonic()
-    progress = Progress()
-    try:
-        have = await fetch_checkpoint(options["endpoint"], options["repo"], options["revision"],
-                                      progress.update, parse_config)
-        push("status", text="Building the model…")
-        tokenizer = await wasm_tokenizer(read_tokenizer_files(have), options["tiktoken"])
-        model = assemble_model(have, tokenizer)
-    except (OSError, ValueError) as e:
-        return json.dumps({"error": str(e)})
-    del have
-    state["model"] = model
-    return json.dumps({
-        "repo": options["repo"], "n_params": model.n_params, "n_ctx": model.config.n_ctx,
-        "n_layer": model.config.n_layer, "seconds": time.monotonic() - started,
-    })
+    state["model"], reply = await load_checkpoint(json.loads(request), push)
+    return json.dumps(reply)
 
 
-def start(prompt: str, settings: str) -> str:
-    """Begin a reply to prompt; settings is JSON of GenerationSettings fields."""
+def defaults() -> str:
+    """The default generation settings, as JSON."""
+    return json.dumps(asdict(GenerationSettings()))
+
+
+def start(request: str) -> str:
+    """Begin a reply. request is JSON: {"prompt": text} continues a text; {"turns": [[role, text],
+    ...], "style": "transcript" | "eot"} asks for the next assistant turn; "settings" holds
+    GenerationSettings fields."""
+    options = json.loads(request)
     model: Model = state["model"]
-    ids = model.tokenizer.encode(prompt)
-    state["steps"] = model.generate(ids, GenerationSettings.from_dict(json.loads(settings)))
-    return json.dumps({"prompt_tokens": len(ids)})
+    settings = GenerationSettings.from_dict(options.get("settings", {}))
+    if "turns" in options:
+        ids, stops = chat_prompt([tuple(turn) for turn in options["turns"]], model.tokenizer, options["style"])
+        settings = replace(settings, stop=settings.stop + stops)
+    else:
+        ids = model.tokenizer.encode(options["prompt"])
+    state["steps"] = model.generate(ids, settings)
+    return json.dumps({"prompt_tokens": len(ids), "n_ctx": model.config.n_ctx})
 
 
 def step() -> str:
-    """The next token of the current reply: {text, token_id, prob, finish}."""
+    """The next token of the current reply: {text, token_id, prob, top, finish, dropped};
+    top lists the most likely tokens as [text, probability]."""
     token = next(state["steps"])
     if token.finish:
         state["steps"] = None
+    decode = state["model"].tokenizer.decode
     return json.dumps({"text": token.text, "token_id": token.token_id, "prob": token.prob,
+                       "top": [[decode([i]), p] for i, p in token.top],
                        "finish": token.finish, "dropped": token.dropped})
 
 
@@ -95,4 +82,5 @@ def heap_bytes() -> float:
     return float(pyodide_js._module.HEAP8.length)
 
 
-__export__ = ["load", "start", "step", "stop", "tokenize", "heap_bytes"]
+__export__ = ["load", "defaults", "start", "step", "stop", "tokenize", "heap_bytes",
+              "cache_models", "cache_delete"]

@@ -94,27 +94,34 @@ class AppPage:
                 if urlsplit(url).scheme not in ("data", "blob") and urlsplit(url).hostname not in self.allowed_hosts]
 
 
-def app_url(app_server, **params) -> str:
-    return f"{app_server.url}/?{urlencode(params)}"
+def app_url(app_server, path: str = "", **params) -> str:
+    return f"{app_server.url}/{path}?{urlencode(params)}"
 
 
 @pytest.fixture
-def open_app(browser, app_server):
-    """Open the app in a fresh browser context; checked for errors and stray requests."""
+def open_path(browser, app_server):
+    """Open any page of the repository (e.g. open_path("examples/js/", model=…)) in a fresh
+    browser context; checked for errors and stray requests."""
     pages: list[AppPage] = []
 
-    def open_page(setup=None, allowed_hosts=("127.0.0.1",), **params) -> AppPage:
+    def open_page(path: str, setup=None, allowed_hosts=("127.0.0.1",), **params) -> AppPage:
         """setup(context) runs before the page opens (e.g. to add routes)."""
         context = browser.new_context()
         if setup:
             setup(context)
-        pages.append(AppPage(context.new_page(), app_url(app_server, **params), allowed_hosts))
+        pages.append(AppPage(context.new_page(), app_url(app_server, path, **params), allowed_hosts))
         return pages[-1]
 
     yield open_page
     for app in pages:
         assert app.errors == [] and app.foreign_requests() == []
         app.page.context.close()
+
+
+@pytest.fixture
+def open_app(open_path):
+    """Open the app in a fresh browser context; checked for errors and stray requests."""
+    return lambda setup=None, allowed_hosts=("127.0.0.1",), **params: open_path("", setup, allowed_hosts, **params)
 
 
 @pytest.fixture(scope="session")

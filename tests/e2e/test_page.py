@@ -1,6 +1,8 @@
 """The page in a real browser: boot, load through the local hub, chat token by token."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,42 @@ def test_seeded_sampling_gives_the_same_tokens_as_cpython(open_app, hub):
     app.send("Once upon a time")
     expected = "".join(s.text for s in fixture_model("tiny").generate("Once upon a time", **settings))
     assert app.wait_reply_done() == expected
+
+
+def test_each_token_shows_its_probability_and_alternatives(chat):
+    prompt = "The old lighthouse keeper"
+    steps = [s for s in fixture_model("tiny").generate(prompt, **GREEDY_40) if s.text]
+    chat.send(prompt)
+    chat.wait_reply_done()
+    tokens = chat.replies().last.locator(".token")
+    assert tokens.count() == len(steps)
+    probs = [float(tokens.nth(i).evaluate("t => t.style.getPropertyValue('--p')")) for i in range(len(steps))]
+    assert probs == pytest.approx([round(s.prob, 3) for s in steps], abs=2e-3)
+    tokens.nth(2).hover()
+    tip = chat.page.get_by_role("tooltip")
+    assert tip.is_visible()
+    rows = tip.locator("li").all_text_contents()
+    tokenizer = fixture_model("tiny").tokenizer
+    expected = [f'{json.dumps(tokenizer.decode([i]))}  {round(100 * p, 1)} %' for i, p in steps[2].top]
+    assert rows == expected
+    chat.page.mouse.move(0, 0)
+    chat.page.locator("#log").dispatch_event("mouseleave")
+    assert tip.is_hidden()
+
+
+def test_chat_mode_keeps_the_conversation(chat):
+    from engine.chat import chat_prompt
+    model = fixture_model("tiny")
+    mode = chat.page.get_by_label("Mode", exact=True)
+    mode.select_option("chat")
+    turns = []
+    try:
+        for message in ("Hello there", "Tell me more"):
+            turns.append(("user", message))
+            ids, stops = chat_prompt(turns, model.tokenizer, "transcript")
+            expected = "".join(s.text for s in model.generate(ids, stop=stops, **GREEDY_40))
+            chat.send(message)
+            assert chat.wait_reply_done() == expected
+            turns.append(("assistant", expected))
+    finally:
+        mode.select_option("completion")

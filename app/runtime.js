@@ -1,0 +1,112 @@
+// The runtime, chosen once for every page of the app: index.html's head, browser-llm.js and the
+// examples import this module. No build step: when vendor/ (the verified copy made by
+// tools/vendor_runtime.py) is served beside the app, it is used; otherwise the same pinned
+// versions come from the public CDN. ?runtime=cdn|vendor in the page's URL forces a choice.
+//
+// Every URL is absolute and computed from this module's own URL, so a page in another folder
+// (or on another site) that imports it still gets the app's files and vendor/.
+
+/** The app's folder (this file is app/runtime.js). */
+export const APP_URL = new URL("../", import.meta.url).href;
+
+/** The model worker: its code and its PyScript config (numpy, the Python files, tokenizer.js).
+ * The config's relative paths resolve against the config's own URL, i.e. the app's folder. */
+export const MODEL_WORKER = {
+  src: new URL("worker/worker.py", APP_URL).href,
+  config: new URL("pyscript.toml", APP_URL).href,
+};
+
+const CDN = {
+  pyscript: "https://cdn.jsdelivr.net/npm/@pyscript/core@0.6.66/dist/",
+  micropython: "https://cdn.jsdelivr.net/npm/@micropython/micropython-webassembly-pyscript@1.27.0/",
+  pyodide: "https://cdn.jsdelivr.net/pyodide/v0.27.7/full/",
+  tiktoken: "https://cdn.jsdelivr.net/npm/tiktoken@1.0.22/",
+};
+const VENDOR = {
+  pyscript: "vendor/pyscript/", micropython: "vendor/micropython/",
+  pyodide: "vendor/pyodide/", tiktoken: "vendor/tiktoken/",
+};
+
+/**
+ * @typedef {object} Runtime  Absolute base URLs (ending in "/") of the pinned runtime.
+ * @property {boolean} local  true when they point into the app's vendor/ folder
+ * @property {string} pyscript  @pyscript/core's dist/ (core.js, core.css)
+ * @property {string} micropython  MicroPython for the main thread (micropython.mjs)
+ * @property {string} pyodide  Pyodide 0.27.7 for the model worker (pyodide.mjs, numpy)
+ * @property {string} tiktoken  the npm tiktoken package (the worker's tokenizer, WASM)
+ */
+
+let chosen = null;
+
+/**
+ * The runtime to use: vendor/ beside the app when it is there, else the pinned CDN.
+ * Decided once per page; later calls return the same answer.
+ * @param {"cdn" | "vendor" | null} [force]  default: the page's ?runtime= parameter
+ * @returns {Promise<Runtime>}
+ */
+export function chooseRuntime(force = new URLSearchParams(location.search).get("runtime")) {
+  chosen ??= (async () => {
+    let local = force === "vendor";
+    if (!force) {
+      try {
+        local = (await fetch(new URL(VENDOR.pyscript + "core.js", APP_URL), { cache: "no-store" })).ok;
+      } catch { /* no vendor/: use the CDN */ }
+    }
+    const runtime = { local };
+    for (const [name, url] of Object.entries(local ? VENDOR : CDN)) runtime[name] = new URL(url, APP_URL).href;
+    return runtime;
+  })();
+  return chosen;
+}
+
+/** The PyScript core module (loaded once, from the chosen runtime). */
+async function pyscriptCore() {
+  const runtime = await chooseRuntime();
+  return import(runtime.pyscript + "core.js");
+}
+
+/**
+ * Start PyScript on this page with the pinned interpreters: an <mpy-config> for MicroPython
+ * scripts, and each `<script type="py" worker config="….toml">` gets its config inlined with an
+ * `interpreter` line in front. Inlined, the config's relative paths resolve against the page,
+ * so this suits pages in the app's folder (index.html); a page elsewhere starts the model's
+ * code with startWorker(). Sets globalThis.RUNTIME (read by the Python on the page).
+ * @returns {Promise<Runtime>}
+ */
+export async function startPyScript() {
+  const runtime = (globalThis.RUNTIME = await chooseRuntime());
+  const add = (tag, props, text) => {
+    const element = Object.assign(document.createElement(tag), props);
+    if (text) element.textContent = text;
+    document.head.append(element);
+  };
+  add("mpy-config", {}, JSON.stringify({ interpreter: runtime.micropython + "micropython.mjs" }));
+  for (const script of document.querySelectorAll('script[type="py"][worker][config$=".toml"]')) {
+    const toml = await (await fetch(script.getAttribute("config"), { cache: "no-store" })).text();
+    script.setAttribute("config", `interpreter = ${JSON.stringify(runtime.pyodide + "pyodide.mjs")}\n${toml}`);
+  }
+  add("link", { rel: "stylesheet", href: runtime.pyscript + "core.css" });
+  await pyscriptCore();
+  return runtime;
+}
+
+/**
+ * Start a PyScript worker (Pyodide from the chosen runtime) running `src`, configured by a
+ * pyscript.toml whose relative paths resolve against its own URL, from any page and without a
+ * <script> element. The worker's `__export__`ed functions are then on `worker.sync` (awaited
+ * calls); what it sends with `xworker.postMessage` arrives as "message" events on `worker`.
+ * @param {string | URL} src  the worker's Python file (absolute, or relative to the page)
+ * @param {string | URL} [config]  its pyscript.toml; default: the model worker's
+ * @returns {Promise<Worker & {sync: object}>}  resolves once `src` has run
+ */
+export async function startWorker(src, config = MODEL_WORKER.config) {
+  const [runtime, { PyWorker }] = await Promise.all([chooseRuntime(), pyscriptCore()]);
+  // PyScript sets its hooks for Python workers (which give them the `pyscript` module) just
+  // before it defines <py-script>; a PyWorker made earlier would lack them.
+  await customElements.whenDefined("py-script");
+  // PyScript 0.6.66 breaks on a string config in a PyWorker (pyscript/pyscript#2404): give an
+  // object, and the config file's URL as configURL, from which the worker reads the file itself.
+  return PyWorker(new URL(src, location.href).href, {
+    config: {}, configURL: new URL(config, location.href).href, version: runtime.pyodide + "pyodide.mjs",
+  });
+}

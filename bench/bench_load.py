@@ -1,0 +1,93 @@
+"""Benchmark (not a test): the worker's peak heap and the time to load GPT-2-small-shaped
+weights in the real page, from the network and then from the browser cache.
+
+    python bench/bench_load.py [--model bench/models/gpt2-random]
+
+Serves the random 124M checkpoint (made by tools/make_random_checkpoint.py if missing) from a
+local Hub, opens the page in headless Chromium and loads it twice: once downloading (into
+IndexedDB), once in a new page of the same browser context, from the cache. The WebAssembly
+heap only grows, so its size after a load is the peak of that load. Prints the figures and
+writes bench/out/load.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from bench_native import DEFAULT_MODEL, ensure_checkpoint  # noqa: E402
+from tools.hub_server import HubServer  # noqa: E402
+from tools.serve import AppServer  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+REPO = "bench/gpt2-random"
+TIMEOUT_MS = 600_000
+
+
+def float32_weights(folder: Path) -> int:
+    """Bytes of the checkpoint's weights as float32 (an F32 safetensors file, minus its header)."""
+    data = (folder / "model.safetensors").read_bytes()[:8]
+    return (folder / "model.safetensors").stat().st_size - 8 - int.from_bytes(data, "little")
+
+
+def load_once(context, app_url: str) -> dict:
+    """Open the page, load the model through the form, return heap before/after and the status."""
+    page = context.new_page()
+    page.goto(app_url)
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Runtime ready')",
+                           timeout=TIMEOUT_MS)
+    heap = "() => window.modelWorker.heap_bytes()"
+    before = page.evaluate(heap)
+    started = time.monotonic()
+    page.click("#load")
+    page.wait_for_function("() => /^(Ready|Could not)/.test(document.getElementById('status').textContent)",
+                           timeout=TIMEOUT_MS)
+    wall = time.monotonic() - started
+    status = page.text_content("#status")
+    after = page.evaluate(heap)
+    page.close()
+    if not status.startswith("Ready"):
+        raise SystemExit(status)
+    reported = re.search(r"in ([\d.]+) s", status)
+    return {"status": status, "heap_before_mb": before / 1e6, "peak_heap_mb": after / 1e6,
+            "seconds": float(reported.group(1)) if reported else wall, "wall_seconds": wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    args = parser.parse_args()
+    ensure_checkpoint(args.model)
+    weights_mb = float32_weights(args.model) / 1e6
+    with AppServer(ROOT) as app, HubServer({REPO: {"main": args.model}}) as hub, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context()
+        context.add_init_script(f"document.addEventListener('DOMContentLoaded', () => "
+                                f"document.getElementById('model').value = {json.dumps(REPO)})")
+        page_url = f"{app.url}/?{urlencode({'endpoint': hub.url})}"
+        runs = {name: load_once(context, page_url) for name in ("network", "cache")}
+        browser.close()
+    result = {"float32_weights_mb": weights_mb, **runs,
+              "peak_ratio": {k: r["peak_heap_mb"] / weights_mb for k, r in runs.items()}}
+    out = ROOT / "bench" / "out" / "load.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"float32 weights: {weights_mb:.1f} MB")
+    for name, run in runs.items():
+        print(f"{name:8} peak heap {run['peak_heap_mb']:7.1f} MB ({run['peak_heap_mb'] / weights_mb:.2f}x the weights;"
+              f" {run['heap_before_mb']:.1f} MB before loading), load {run['seconds']:.1f} s -- {run['status']}")
+
+
+if __name__ == "__main__":
+    main()

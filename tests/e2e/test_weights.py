@@ -1,0 +1,272 @@
+"""Downloading and caching weights in a real browser, against the local hub with faults:
+refusals, cut and short bodies resumed with Range requests, corrupted bytes, slow responses,
+the IndexedDB cache (revisit without weight requests, quota, unavailable), the cache manager,
+local files and memory across loads.
+
+Each test loads its own repository id (a copy of a fixture under a new name), so tests that
+share a page never find each other's files in the cache."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from support import MODELS
+from tests.e2e.conftest import AppPage, app_url
+
+TINY = MODELS / "tiny"
+WEIGHTS = "model.safetensors"
+TINY_SIZE = (TINY / WEIGHTS).stat().st_size
+
+
+@pytest.fixture(scope="module")
+def repos(hub, tmp_path_factory):
+    """Serve extra repositories: copies of tiny by name, and broken ones."""
+    root = tmp_path_factory.mktemp("repos")
+
+    def broken(name: str, drop: tuple[str, ...] = (), config: dict | None = None) -> str:
+        folder = root / name
+        shutil.copytree(TINY, folder)
+        for file in drop:
+            (folder / file).unlink()
+        if config is not None:
+            (folder / "config.json").write_text(json.dumps({**json.loads((TINY / "config.json").read_text()), **config}))
+        hub.add_repo(f"test/{name}", folder)
+        return f"test/{name}"
+
+    return broken
+
+
+@pytest.fixture
+def tiny(hub, request):
+    """A fresh repository id serving the tiny model, named after the test."""
+    repo = f"test/tiny-{request.node.name.removeprefix('test_')[:40]}"
+    hub.add_repo(repo, TINY)
+    yield repo
+    hub.clear_faults()
+
+
+@pytest.fixture(scope="module")
+def panel(browser, app_server, hub):
+    """One booted page, shared by the tests that only load models into it."""
+    context = browser.new_context()
+    app = AppPage(context.new_page(), app_url(app_server, endpoint=hub.url, temperature=0, max_new_tokens=20))
+    app.wait_status("Runtime ready")
+    yield app
+    context.close()
+
+
+@pytest.fixture
+def app(panel, hub):
+    panel.errors.clear()
+    hub.clear_requests()
+    yield panel
+    assert panel.errors == [] and panel.foreign_requests() == []
+
+
+FINAL_STATUS = """() => {
+    window.__final = null;
+    const status = document.getElementById('status');
+    new MutationObserver((_, observer) => {
+        if (/^(Ready|Could not)/.test(status.textContent)) { observer.disconnect(); window.__final = status.textContent; }
+    }).observe(status, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def finished(app: AppPage, start, timeout: float = 60) -> str:
+    """Run start() (which begins a load) and return the status line the load ends with."""
+    app.page.evaluate(FINAL_STATUS)
+    start()
+    return app.page.wait_for_function("() => window.__final", timeout=timeout * 1000).json_value()
+
+
+def load(app: AppPage, repo: str, timeout: float = 60) -> str:
+    """Load repo through the model form; return the status line it ends with."""
+    app.page.fill("#model", repo)
+    return finished(app, lambda: app.page.click("#load"), timeout)
+
+
+def weight_gets(hub, repo: str) -> list:
+    return [r for r in hub.requests if r.repo == repo and r.file == WEIGHTS and r.method == "GET"]
+
+
+def test_unknown_repo_gated_repo_and_missing_weights_say_why(app, hub, tiny):
+    assert "repository not found" in load(app, "test/does-not-exist")
+    hub.set_fault(tiny, "config.json", status=403, times=1)
+    assert "gated or private (HTTP 403)" in load(app, tiny)
+    hub.set_fault(tiny, WEIGHTS, status=404, times=1)
+    assert "no weights" in load(app, tiny)
+    assert load(app, tiny).startswith("Ready: " + tiny)  # usable afterwards
+
+
+def test_a_cut_download_resumes_from_the_bytes_received(app, hub, tiny):
+    hub.set_fault(tiny, WEIGHTS, cut_after=200_000, delay=0.02, times=1)  # delay: let bytes arrive before the reset
+    assert load(app, tiny).startswith("Ready")
+    first, second = weight_gets(hub, tiny)
+    assert first.range is None and first.bytes_sent == 200_000
+    received = int(second.range.removeprefix("bytes=").removesuffix("-"))
+    assert 0 < received <= 200_000 and second.status == 206
+    assert second.bytes_sent == TINY_SIZE - received  # only the missing range
+
+
+def test_a_failed_download_resumes_when_loaded_again(app, hub, tiny):
+    hub.set_fault(tiny, WEIGHTS, cut_after=100_000, delay=0.02)  # each attempt gets <= 100 kB more: not enough
+    status = load(app, tiny)
+    assert status.startswith("Could not") and "press Load model to resume" in status, status
+    attempts = weight_gets(hub, tiny)
+    assert len(attempts) == 4 and attempts[0].range is None
+    hub.clear_faults()
+    hub.clear_requests()
+    assert load(app, tiny).startswith("Ready")
+    (resumed,) = weight_gets(hub, tiny)
+    received = int(resumed.range.removeprefix("bytes=").removesuffix("-"))
+    assert 100_000 < received <= 4 * 100_000 and resumed.bytes_sent == TINY_SIZE - received
+
+
+def test_a_short_body_is_completed_with_a_range_request(app, hub, tiny):
+    hub.set_fault(tiny, WEIGHTS, short=300_000, delay=0.02, times=1)
+    assert load(app, tiny).startswith("Ready")
+    first, second = weight_gets(hub, tiny)
+    assert first.bytes_sent == 300_000 and second.range.startswith("bytes=") and second.status == 206
+
+
+def test_a_flipped_byte_fails_the_sha256_and_nothing_is_cached(app, hub, tiny):
+    hub.set_fault(tiny, WEIGHTS, flip=1000, times=1)
+    status = load(app, tiny)
+    assert status.startswith("Could not") and "sha256" in status and "corrupted" in status
+    cached = [m for m in json.loads(app.worker("cache_models"))["models"] if m["repo"] == tiny]
+    assert all(WEIGHTS not in m["files"] for m in cached)
+    assert load(app, tiny).startswith("Ready")
+
+
+def test_slow_download_reports_bytes_percent_and_speed(app, hub, tiny):
+    app.page.evaluate("""() => {
+        window.__statuses = []; window.__files = [];
+        new MutationObserver(() => {
+            window.__statuses.push(document.getElementById('status').textContent);
+            window.__files.push(document.getElementById('file-progress').textContent);
+        }).observe(document.getElementById('model-panel'), {childList: true, subtree: true, characterData: true});
+    }""")
+    hub.set_fault(tiny, WEIGHTS, delay=0.1)
+    assert load(app, tiny).startswith("Ready")
+    downloading = [s for s in app.page.evaluate("window.__statuses") if s.startswith("Downloading " + WEIGHTS)]
+    assert len(downloading) >= 3, downloading
+    assert any("%" in s and "MB/s" in s and "all files" in s for s in downloading), downloading
+    assert any(WEIGHTS + ":" in f and "%" in f for f in app.page.evaluate("window.__files"))
+
+
+def test_a_config_that_is_not_gpt2_missing_tokenizer_files_and_a_too_big_model_say_why(app, repos):
+    assert "not a GPT-2 model" in load(app, repos("llama", config={"model_type": "llama"}))
+    assert "vocab.json is missing" in load(app, repos("no-vocab", drop=("vocab.json",)))
+    huge = repos("huge", config={"n_embd": 1600, "n_layer": 48, "n_head": 25, "vocab_size": 50257, "n_positions": 1024})
+    status = load(app, huge)
+    assert f"{huge} is too big for this device" in status and "6.2 GB" in status, status
+    assert load(app, repos("fine")).startswith("Ready")
+
+
+def test_second_visit_loads_from_the_cache_without_weight_requests(browser, app_server, hub, tiny):
+    context = browser.new_context()
+    try:
+        app = AppPage(context.new_page(), app_url(app_server, endpoint=hub.url, temperature=0, max_new_tokens=20))
+        app.wait_status("Runtime ready")
+        assert "downloaded" in load(app, tiny)
+        app.send("The old lighthouse keeper")
+        first_reply = app.wait_reply_done()
+        app.page.reload()
+        app.wait_status("Runtime ready")
+        hub.clear_requests()
+        status = load(app, tiny)
+        assert "loaded from cache in" in status, status
+        assert [(r.method, r.file) for r in hub.requests if r.repo == tiny] == [("HEAD", "config.json")]
+        app.send("The old lighthouse keeper")
+        assert app.wait_reply_done() == first_reply
+        assert app.errors == [] and app.foreign_requests() == []
+    finally:
+        context.close()
+
+
+def test_cache_manager_lists_deletes_and_clears(app, hub, tiny, repos):
+    other = repos("kept")
+    for repo in (tiny, other):
+        assert load(app, repo).startswith("Ready")
+    app.page.click("#cache-manager summary")
+    row = app.page.locator("#cached-models li", has_text=tiny)
+    row.wait_for()
+    assert "MB" in row.text_content() and "4 files" in row.text_content()
+    assert "used of" in app.page.text_content("#storage")
+    app.page.get_by_role("button", name=f"Delete {tiny} from the cache").click()
+    row.wait_for(state="detached")
+    assert app.page.locator("#cached-models li", has_text=other).count() == 1
+    hub.clear_requests()
+    assert "downloaded" in load(app, tiny)  # really gone: fetched again
+    app.page.click("#clear-cache")
+    app.page.wait_for_function("() => document.getElementById('cached-models').textContent.includes('No model is cached')")
+    assert json.loads(app.worker("cache_models"))["models"] == []
+
+
+def test_local_files_load_without_any_request(app, hub):
+    hub.clear_requests()
+    finished(app, lambda: app.page.set_input_files("#local-files", [TINY / n for n in
+                                                                    ("config.json", WEIGHTS, "vocab.json", "merges.txt")]))
+    assert app.status().startswith("Ready: local files") and "from your disk" in app.status()
+    assert hub.requests == []
+    app.send("The old lighthouse keeper")
+    assert app.wait_reply_done()
+
+
+def test_dropped_files_load_and_missing_ones_are_named(app):
+    drop = """async names => {
+        const transfer = new DataTransfer();
+        for (const name of names) transfer.items.add(new File([await (await fetch(`tests/fixtures/models/tiny/${name}`)).blob()], name));
+        document.getElementById('drop-zone').dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }"""
+    app.page.evaluate(drop, ["config.json", WEIGHTS])
+    app.page.wait_for_function("() => document.getElementById('status').textContent.includes('please also choose')")
+    assert "vocab.json, merges.txt" in app.status()
+    status = finished(app, lambda: app.page.evaluate(drop, ["config.json", WEIGHTS, "vocab.json", "merges.txt"]))
+    assert status.startswith("Ready: local files")
+
+
+def test_ten_loads_do_not_grow_the_worker(app, tiny):
+    assert load(app, tiny).startswith("Ready")
+    heap = app.worker("heap_bytes")
+    for _ in range(9):
+        assert load(app, tiny).startswith("Ready")
+    assert app.worker("heap_bytes") == heap
+
+
+def fresh_app(browser, app_server, hub, quota: int | None = None) -> AppPage:
+    """A page in a new browser context (its own IndexedDB), with a storage quota if given
+    (set before the page touches storage: later overrides do not apply)."""
+    page = browser.new_context().new_page()
+    if quota is not None:
+        page.context.new_cdp_session(page).send("Storage.overrideQuotaForOrigin",
+                                                {"origin": app_server.url, "quotaSize": quota})
+    app = AppPage(page, app_url(app_server, endpoint=hub.url))
+    app.wait_status("Runtime ready")
+    return app
+
+
+def test_quota_exceeded_runs_from_memory_and_keeps_nothing(browser, app_server, hub, tiny):
+    app = fresh_app(browser, app_server, hub, quota=100_000)
+    try:
+        status = load(app, tiny)
+        assert status.startswith("Ready") and "not cached: " in status and "storage is full" in status, status
+        assert all(m["bytes"] == 0 for m in json.loads(app.worker("cache_models"))["models"])
+        assert app.errors == []
+    finally:
+        app.page.context.new_cdp_session(app.page).send("Storage.overrideQuotaForOrigin", {"origin": app_server.url})
+        app.page.context.close()
+
+
+def test_indexeddb_unavailable_runs_from_memory(browser, app_server, hub, tiny):
+    app = fresh_app(browser, app_server, hub)
+    try:  # a newer version of the database makes opening ours fail, as a broken IndexedDB would
+        app.page.evaluate("() => new Promise(r => { const q = indexedDB.open('browser-llm', 99); q.onsuccess = () => { q.result.close(); r(); }; })")
+        status = load(app, tiny)
+        assert status.startswith("Ready") and "not cached: the browser cache (IndexedDB) is not available" in status, status
+        assert app.errors == []
+    finally:
+        app.page.context.close()

@@ -1,0 +1,129 @@
+"""Loading a model in the worker: where its files come from (the hub through the browser
+cache, or the visitor's disk), progress for the page, a memory check before the big download,
+and the cache manager's calls."""
+from __future__ import annotations
+
+import gc
+import json
+import time
+from collections.abc import Callable
+
+from engine import GPT2Config, Model
+from model_loader.checkpoint import assemble_model, read_tokenizer_files
+from model_loader.config import parse_config
+from pyscript.js_modules import idb
+from worker.browser_tokenizer import wasm_tokenizer
+from worker.cache import Cache
+from worker.download import (Source, fetch_checkpoint, hub_source, keep_partials_of, local_source, remember_absent,
+                             resolve_revision)
+
+HEAP_LIMIT = 4 * 2**30  # a 32-bit WebAssembly memory
+# Peak heap while loading, in multiples of the float32 weights: 1.28 for an F32 checkpoint
+# (bench/bench_load.py: the download buffer becomes the weights), 1.5 for F16/BF16 ones.
+LOAD_PEAK = 1.5
+Push = Callable[..., None]
+
+
+class ModelTooBig(MemoryError):
+    """The model cannot fit in the worker's memory."""
+
+
+class Progress:
+    """Per-file byte counts and the download speed, pushed at most every 100 ms."""
+
+    def __init__(self, push: Push):
+        self.push = push
+        self.files: dict[str, list[int]] = {}
+        self.downloaded = 0  # bytes that came over the network, not from the cache
+        self.first_byte = 0.0
+        self.last = 0.0
+
+    def update(self, name: str, received: int, total: int, cached: bool) -> None:
+        if not cached:
+            self.first_byte = self.first_byte or time.monotonic()
+            self.downloaded += max(received - self.files.get(name, [0])[0], 0)
+        self.files[name] = [received, total]
+        now = time.monotonic()
+        if now - self.last > 0.1 or received == total:
+            self.last = now
+            self.push("progress", file=name, files=self.files, cached=cached, speed=self.speed(now))
+
+    def speed(self, now: float) -> float:
+        """Network bytes per second since the first one arrived."""
+        return self.downloaded / (now - self.first_byte) if self.downloaded and now > self.first_byte else 0.0
+
+
+def weight_bytes(config: GPT2Config) -> int:
+    """Bytes of a GPT-2's float32 weights (LM head tied to the token embedding)."""
+    c, inner = config.n_embd, config.n_inner
+    per_block = 4 * c * c + 2 * c * inner + 9 * c + inner
+    return 4 * ((config.n_vocab + config.n_ctx) * c + 2 * c + config.n_layer * per_block)
+
+
+def check_fits(label: str, raw_config: bytes) -> None:
+    """Fail before the big download if the weights cannot fit in the worker's memory."""
+    need = weight_bytes(parse_config(raw_config))
+    if need * LOAD_PEAK > HEAP_LIMIT:
+        raise ModelTooBig(f"{label} is too big for this device: its weights need {need / 1e9:.1f} GB as float32 "
+                          f"(about {need * LOAD_PEAK / 1e9:.1f} GB while loading), and the model worker can "
+                          f"use at most {HEAP_LIMIT / 1e9:.1f} GB")
+
+
+async def model_source(options: dict, cache: Cache) -> tuple[Source, dict]:
+    """Where to read the files from, and what to say about the model in the reply."""
+    if "local" in options:
+        keep_partials_of(())
+        return local_source(options["local"]), {"repo": "local files"}
+    endpoint, repo = options["endpoint"].rstrip("/"), options["repo"]
+    commit = await resolve_revision(endpoint, repo, options["revision"], cache)
+    keep_partials_of((endpoint, repo, commit))
+    return hub_source(endpoint, repo, commit), {"repo": repo, "commit": commit}
+
+
+async def load_checkpoint(options: dict, push: Push) -> tuple[Model | None, dict]:
+    """(model, facts) for a load request (see worker.load); (None, {"error": …}) on failure."""
+    gc.collect()  # the previous model, dropped by the caller
+    started = time.monotonic()
+    progress = Progress(push)
+    local = "local" in options
+    label = "the model from local files" if local else options["repo"]
+    cache = Cache(off="local files are not cached") if local else await Cache.open()
+    have = None
+    try:
+        source, about = await model_source(options, cache)
+        have = await fetch_checkpoint(source, cache, progress.update, lambda raw: check_fits(label, raw))
+        push("status", text="Building the model…")
+        tokenizer = await wasm_tokenizer(read_tokenizer_files(have), options["tiktoken"])
+        model = assemble_model(have, tokenizer)
+        await remember_absent(source, cache, have)
+    except MemoryError as e:
+        return None, {"error": str(e) if isinstance(e, ModelTooBig) else
+                      f"{label} is too big for this device: the model worker ran out of memory"}
+    except (OSError, ValueError) as e:
+        return None, {"error": str(e)}
+    finally:
+        del have
+        gc.collect()
+    return model, {
+        **about, "n_params": model.n_params, "n_ctx": model.config.n_ctx, "n_layer": model.config.n_layer,
+        "seconds": time.monotonic() - started, "from_cache": not local and progress.downloaded == 0,
+        "downloaded": progress.downloaded, "not_cached": None if local else cache.off,
+    }
+
+
+async def cache_models() -> str:
+    """JSON {models: [{endpoint, repo, revision, files, bytes, partial}], storage: {usage,
+    quota}, off: why the cache is unusable or null}."""
+    cache = await Cache.open()
+    models = await cache.models() if cache.usable else []
+    storage = json.loads(await idb.estimate())
+    return json.dumps({"models": models, "storage": storage, "off": cache.off})
+
+
+async def cache_delete(model: str) -> str:
+    """Delete one cached model, JSON {endpoint, repo, revision}, or every one for "{}";
+    returns cache_models()."""
+    wanted = json.loads(model)
+    prefix = tuple(wanted[k] for k in ("endpoint", "repo", "revision")) if wanted else ()
+    await (await Cache.open()).delete(prefix)
+    return await cache_models()
