@@ -51,9 +51,9 @@ class ContextWindow:
             dropped = len(everything) - len(keep)
             self.tokens, ids = [], keep
             self.cache.length = 0
-        hidden = forward(ids, self.params, self.config, self.cache)
+        hidden = forward(ids, self.params, self.config, self.cache, last_only=True)
         self.tokens += ids
-        return lm_head(hidden[-1:], self.params)[0], dropped
+        return lm_head(hidden, self.params)[0], dropped
 
 
 class TextStream:

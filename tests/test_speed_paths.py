@@ -1,0 +1,61 @@
+"""The engine's speed paths, proven in CPython: the einsum products Pyodide uses, and the
+prefill that runs the last block on the last token only."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import numpy as np
+import pytest
+
+from support import MODEL_NAMES, fixture_model, reference
+from engine import gpt2
+from engine.generation import ContextWindow
+
+
+@pytest.fixture
+def pyodide_products(monkeypatch):
+    """engine.gpt2 as Pyodide imports it (einsum instead of BLAS); restored afterwards."""
+    monkeypatch.setattr(sys, "platform", "emscripten")
+    importlib.reload(gpt2)
+    assert "einsum" in gpt2.matmul_t.__code__.co_names
+    yield
+    monkeypatch.undo()
+    importlib.reload(gpt2)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_einsum_logits_match_transformers(name, pyodide_products):
+    ref = reference(name)
+    logits = fixture_model(name).logits(ref["ids"].tolist())
+    assert logits.dtype == np.float32
+    scale = np.abs(ref["logits"]).max(axis=-1)
+    assert np.all(np.abs(logits - ref["logits"]).max(axis=-1) <= 2e-5 * scale)
+
+
+@pytest.mark.parametrize("name", ["tiny", "odd-heads"])
+def test_einsum_cached_decoding_equals_full_forward(name, pyodide_products):
+    model = fixture_model(name)
+    ids = reference(name)["ids"].tolist()
+    full = model.logits(ids)
+    window = ContextWindow(model.params, model.config)
+    logits, _ = window.feed(ids[:5])
+    np.testing.assert_allclose(logits, full[4], rtol=0, atol=1e-5 * np.abs(full).max())
+    for i in range(5, len(ids)):
+        logits, _ = window.feed([ids[i]])
+        assert logits.dtype == np.float32
+        np.testing.assert_allclose(logits, full[i], rtol=0, atol=1e-5 * np.abs(full).max())
+
+
+@pytest.mark.parametrize("name", ["tiny", "odd-heads"])
+def test_last_only_prefill_keeps_the_last_state_and_the_whole_cache(name):
+    model = fixture_model(name)
+    ids = reference(name)["ids"].tolist()
+    full_cache, last_cache = gpt2.KVCache(model.config), gpt2.KVCache(model.config)
+    full = gpt2.forward(ids, model.params, model.config, full_cache)
+    last = gpt2.forward(ids, model.params, model.config, last_cache, last_only=True)
+    assert last.shape == (1, model.config.n_embd)
+    np.testing.assert_allclose(last, full[-1:], rtol=0, atol=1e-5)
+    assert last_cache.length == full_cache.length == len(ids)
+    np.testing.assert_array_equal(last_cache.k, full_cache.k)
+    np.testing.assert_array_equal(last_cache.v_t, full_cache.v_t)
