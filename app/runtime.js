@@ -59,6 +59,43 @@ export function chooseRuntime(force = new URLSearchParams(location.search).get("
   return chosen;
 }
 
+/**
+ * Put the page under the app's service worker (sw.js, beside index.html), which keeps the app's
+ * files and the runtime it uses so that the next visit opens with no network. On the first
+ * visit it waits (at most `timeout` ms) until the worker controls the page, so that everything
+ * this visit loads, here and in the model worker, is kept. Never fails: without service workers
+ * (an insecure context, a private window that refuses them) the app simply needs the network.
+ * @returns {Promise<boolean>}  whether the page is controlled
+ */
+export async function useServiceWorker(timeout = 3000) {
+  const container = navigator.serviceWorker;
+  if (!container) return false;
+  try {
+    await container.register(new URL("sw.js", APP_URL), { scope: APP_URL });
+  } catch { /* offline with no registration yet, or refused: go on without it */ }
+  if (!container.controller) {
+    await new Promise(resolve => {
+      container.addEventListener("controllerchange", resolve, { once: true });
+      setTimeout(resolve, timeout);
+    });
+    // What loaded before it took over (this page, its CSS, this module) is kept on request.
+    container.controller?.postMessage({
+      type: "keep-early-files", page: location.href,
+      loaded: performance.getEntriesByType("resource").map(entry => entry.name),
+    });
+  }
+  return Boolean(container.controller);
+}
+
+/** Show the header's offline notice (#offline) while the browser has no network. */
+export function showConnection(notice = document.getElementById("offline")) {
+  if (!notice) return;
+  const update = () => { notice.hidden = navigator.onLine; };
+  addEventListener("online", update);
+  addEventListener("offline", update);
+  update();
+}
+
 /** The PyScript core module (loaded once, from the chosen runtime). */
 async function pyscriptCore() {
   const runtime = await chooseRuntime();
@@ -70,17 +107,20 @@ async function pyscriptCore() {
  * scripts, and each `<script type="py" worker config="….toml">` gets its config inlined with an
  * `interpreter` line in front. Inlined, the config's relative paths resolve against the page,
  * so this suits pages in the app's folder (index.html); a page elsewhere starts the model's
- * code with startWorker(). Sets globalThis.RUNTIME (read by the Python on the page).
+ * code with startWorker(). First shows the offline notice and puts the page under the app's
+ * service worker (useServiceWorker). Sets globalThis.RUNTIME (read by the Python on the page).
  * @returns {Promise<Runtime>}
  */
 export async function startPyScript() {
+  showConnection();
+  await useServiceWorker();
   const runtime = (globalThis.RUNTIME = await chooseRuntime());
   const add = (tag, props, text) => {
     const element = Object.assign(document.createElement(tag), props);
     if (text) element.textContent = text;
     document.head.append(element);
   };
-  add("mpy-config", {}, JSON.stringify({ interpreter: runtime.micropython + "micropython.mjs" }));
+  add("mpy-config", {}, JSON.stringify({ interpreter: runtime.micropython + "micropython.mjs", files: Object.fromEntries(Object.entries((await (await fetch(new URL("app/main.json", APP_URL), { cache: "no-store" })).json()).files).map(([from, to]) => [new URL(from, APP_URL).href, to])) }));
   for (const script of document.querySelectorAll('script[type="py"][worker][config$=".toml"]')) {
     const toml = await (await fetch(script.getAttribute("config"), { cache: "no-store" })).text();
     script.setAttribute("config", `interpreter = ${JSON.stringify(runtime.pyodide + "pyodide.mjs")}\n${toml}`);

@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable
 
 from engine import GPT2Config, Model
-from model_loader.checkpoint import assemble_model, read_tokenizer_files
+from model_loader.checkpoint import INDEX, SAFETENSORS, TORCH_BIN, assemble_model, read_tokenizer_files
 from model_loader.config import parse_config
 from pyscript.js_modules import idb
 from worker.browser_tokenizer import wasm_tokenizer
 from worker.cache import Cache
-from worker.download import (Source, fetch_checkpoint, hub_source, keep_partials_of, local_source, remember_absent,
-                             resolve_revision)
+from worker.download import (DownloadError, Source, Transient, fetch_checkpoint, file_url, hub_refusal, hub_source,
+                             keep_partials_of, local_source, remember_absent, request, resolve_revision,
+                             response_span)
 
 HEAP_LIMIT = 4 * 2**30  # a 32-bit WebAssembly memory
 # Peak heap while loading, in multiples of the float32 weights: 1.28 for an F32 checkpoint
@@ -127,3 +128,37 @@ async def cache_delete(model: str) -> str:
     prefix = tuple(wanted[k] for k in ("endpoint", "repo", "revision")) if wanted else ()
     await (await Cache.open()).delete(prefix)
     return await cache_models()
+
+
+async def model_size(model: str) -> str:
+    """What loading a hub model, JSON {endpoint, repo, revision}, will cost: JSON {cached: true,
+    bytes} when the browser cache holds it, else {cached: false, bytes: the weights' download
+    size, or null if the hub does not say}; {error} when the hub cannot be asked."""
+    wanted = json.loads(model)
+    endpoint, repo = wanted["endpoint"].rstrip("/"), wanted["repo"]
+    cache = await Cache.open()
+    try:
+        commit = await resolve_revision(endpoint, repo, wanted["revision"], cache)
+        row = next((row for row in (await cache.models() if cache.usable else [])
+                    if (row["endpoint"], row["repo"], row["revision"]) == (endpoint, repo, commit)), None)
+        if row and not row["partial"] and any(name.endswith((".safetensors", ".bin")) for name in row["files"]):
+            return json.dumps({"cached": True, "bytes": row["bytes"]})
+        return json.dumps({"cached": False, "bytes": await weights_size(endpoint, repo, commit)})
+    except (OSError, Transient) as e:
+        return json.dumps({"error": str(e)})
+
+
+async def weights_size(endpoint: str, repo: str, commit: str) -> int | None:
+    """Bytes of the weights on the hub: a HEAD of model.safetensors, else the total size in
+    model.safetensors.index.json (sharded), else a HEAD of pytorch_model.bin."""
+    for name in (SAFETENSORS, INDEX, TORCH_BIN):
+        url = file_url(endpoint, repo, commit, name)
+        response = await request(url, "GET" if name == INDEX else "HEAD")
+        if response.status == 404:
+            continue
+        if not response.ok:
+            raise DownloadError(hub_refusal(url, response))
+        if name == INDEX:
+            return json.loads(await response.text()).get("metadata", {}).get("total_size")
+        return response_span(response)[1]
+    return None

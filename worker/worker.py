@@ -10,7 +10,7 @@ from polyscript import xworker
 
 from engine import GenerationSettings, Model
 from engine.chat import chat_prompt
-from worker.loading import cache_delete, cache_models, load_checkpoint
+from worker.loading import cache_delete, cache_models, load_checkpoint, model_size
 
 state: dict = {"model": None, "steps": None}
 
@@ -38,10 +38,13 @@ def defaults() -> str:
 def start(request: str) -> str:
     """Begin a reply. request is JSON: {"prompt": text} continues a text; {"turns": [[role, text],
     ...], "style": "transcript" | "eot"} asks for the next assistant turn; "settings" holds
-    GenerationSettings fields."""
+    GenerationSettings fields. The reply: {prompt_tokens, n_ctx}, or {error} for bad settings."""
     options = json.loads(request)
     model: Model = state["model"]
-    settings = GenerationSettings.from_dict(options.get("settings", {}))
+    try:
+        settings = GenerationSettings.from_dict(options.get("settings", {}))
+    except ValueError as e:
+        return json.dumps({"error": str(e)})
     if "turns" in options:
         ids, stops = chat_prompt([tuple(turn) for turn in options["turns"]], model.tokenizer, options["style"])
         settings = replace(settings, stop=settings.stop + stops)
@@ -83,4 +86,4 @@ def heap_bytes() -> float:
 
 
 __export__ = ["load", "defaults", "start", "step", "stop", "tokenize", "heap_bytes",
-              "cache_models", "cache_delete"]
+              "cache_models", "cache_delete", "model_size"]

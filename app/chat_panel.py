@@ -1,0 +1,314 @@
+"""The chat panel: the conversation shown token by token, its controls (new chat, regenerate,
+edit the last message, copy, export, delete), the stats line, and the conversation kept in
+localStorage across visits. Model and user text are always set as text, never as HTML."""
+import asyncio
+import json
+
+import conversation
+import js
+import settings_panel
+from dom import element, in_background, load_stored, make, megabytes, on, save_file, set_status, store
+from pyscript import document, window
+
+STORAGE_KEY = "browser-llm:conversation"
+PLACEHOLDERS = {
+    "completion": "Write the start of a text; GPT-2 continues it. Enter sends, Shift+Enter adds a line.",
+    "chat": "Write a message; the model answers it. Enter sends, Shift+Enter adds a line.",
+}
+state = {"worker": None, "repo": None, "loaded": False, "writing": False, "stop": False, "editing": False,
+         "messages": [], "memory": ""}
+
+
+# -- messages on the page
+
+def add_message(message):
+    """Show a message; return the element holding its text."""
+    box = make("article", "", "message " + message["role"])
+    body = make("div", message["text"], "text")
+    box.append(make("h2", conversation.ROLE_NAMES[message["role"]], "role"), body)
+    if message["role"] == "assistant":
+        copy = make("button", "Copy", "copy")
+        copy.type = "button"
+        copy.setAttribute("aria-label", "Copy reply")
+        box.append(copy)
+    log = element("log")
+    log.append(box)
+    follow(log, True)
+    return body
+
+
+def follow(log, force=False):
+    """Keep the newest text in view unless the reader scrolled up."""
+    if force or log.scrollHeight - log.scrollTop - log.clientHeight < 80:
+        log.scrollTop = log.scrollHeight
+
+
+def show_conversation():
+    element("log").replaceChildren()
+    for message in state["messages"]:
+        add_message(message)
+
+
+def truncate(index):
+    """Drop the messages from `index` on, from the conversation and the page."""
+    state["messages"] = state["messages"][:index]
+    articles = document.querySelectorAll("#log article")
+    for i in range(articles.length - 1, index - 1, -1):
+        articles.item(i).remove()
+
+
+# -- the conversation's state and where it is kept
+
+def mode():
+    return element("mode").value
+
+
+def set_mode(value):
+    element("mode").value = value
+    element("message").placeholder = PLACEHOLDERS[value]
+
+
+def save():
+    store(STORAGE_KEY, {"mode": mode(), "messages": state["messages"]})
+
+
+def restore():
+    """Show the conversation kept from an earlier visit, in its mode."""
+    kept = conversation.restored(load_stored(STORAGE_KEY, {}))
+    state["messages"] = kept["messages"]
+    set_mode(kept["mode"] or mode())
+    show_conversation()
+    update_controls()
+
+
+def update_controls():
+    """Enable what makes sense now: nothing that changes the conversation while a reply is written."""
+    busy, loaded = state["writing"], state["loaded"]
+    has_user = conversation.last_user_index(state["messages"]) >= 0
+    element("send").disabled = busy or not loaded
+    element("stop").disabled = not busy
+    element("new-chat").disabled = busy
+    element("regenerate").disabled = busy or not loaded or not has_user
+    element("edit-last").disabled = busy or not has_user
+    for id in ("export-md", "export-json", "delete-conversation"):
+        element(id).disabled = busy or not state["messages"]
+
+
+def set_writing(writing):
+    state["writing"] = writing
+    update_controls()
+
+
+# -- the model's side
+
+def model_unloaded():
+    state["loaded"] = False
+    update_controls()
+
+
+async def model_loaded(result):
+    """A model is ready: a new model picks its mode (chat for DialoGPT) unless a kept
+    conversation already has one; show the memory the worker uses."""
+    if not state["messages"] or (state["repo"] is not None and state["repo"] != result["repo"]):
+        set_mode(conversation.default_mode(result["repo"]))
+        save()
+    state["repo"], state["loaded"] = result["repo"], True
+    update_controls()
+    await measure_memory()
+    element("stats").textContent = "Memory in use: " + state["memory"]
+    element("message").focus()
+
+
+async def measure_memory():
+    state["memory"] = megabytes(await state["worker"].heap_bytes())
+
+
+def add_token(reply, token):
+    """A generated piece of text, tinted by its probability; its alternatives show on hover/tap."""
+    span = make("span", token["text"], "token")
+    span.style.setProperty("--p", str(round(token["prob"], 3)))
+    span.setAttribute("data-top", json.dumps(token["top"]))
+    span.tabIndex = -1
+    reply.append(span)
+
+
+def show_stats(info, count, started):
+    seconds = (js.performance.now() - started) / 1000
+    used = info["prompt_tokens"] + count
+    element("stats").textContent = (
+        str(info["prompt_tokens"]) + " prompt tokens · " + str(count) + " new · "
+        + str(round(count / max(seconds, 1e-3), 1)) + " tokens/s · context " + str(min(used, info["n_ctx"]))
+        + " of " + str(info["n_ctx"]) + " · memory in use " + state["memory"])
+
+
+async def reply():
+    """Write the model's reply to the last (user) message, token by token."""
+    worker = state["worker"]
+    request = conversation.reply_request(state["messages"], state["repo"])
+    request["settings"] = settings_panel.current()
+    body = add_message({"role": "assistant", "text": ""})
+    body.parentNode.setAttribute("aria-busy", "true")
+    state["stop"] = False
+    set_writing(True)
+    info = json.loads(await worker.start(json.dumps(request)))
+    if "error" in info:
+        body.parentNode.remove()
+        set_status("Could not write a reply: " + info["error"] + " (see Generation settings)")
+        set_writing(False)
+        return
+    started, count = js.performance.now(), 0
+    while not state["stop"]:
+        token = json.loads(await worker.step())
+        count += 1
+        if token["text"]:
+            add_token(body, token)
+            follow(element("log"))
+        show_stats(info, count, started)
+        if token["finish"]:
+            break
+    await worker.stop()
+    state["messages"].append({"role": "assistant", "text": body.textContent, "mode": mode()})
+    save()
+    await measure_memory()
+    show_stats(info, count, started)
+    body.parentNode.setAttribute("aria-busy", "false")
+    set_writing(False)
+
+
+async def send():
+    """Send the composer's text (replacing the last message and its reply when editing)."""
+    box = element("message")
+    text = box.value
+    if state["writing"] or not state["loaded"] or not text.strip():
+        return
+    if state["editing"]:
+        truncate(conversation.last_user_index(state["messages"]))
+        state["editing"] = False
+    box.value = ""
+    message = {"role": "user", "text": text, "mode": mode()}
+    state["messages"].append(message)
+    add_message(message)
+    save()
+    await reply()
+    box.focus()
+
+
+async def regenerate():
+    """Write the last reply again (with the current settings)."""
+    if state["messages"] and state["messages"][-1]["role"] == "assistant":
+        truncate(len(state["messages"]) - 1)
+    await reply()
+
+
+def edit_last(event):
+    """Put the last user message in the composer; sending it replaces that message and its reply."""
+    box = element("message")
+    box.value = state["messages"][conversation.last_user_index(state["messages"])]["text"]
+    state["editing"] = True
+    set_status("Editing your last message: Send replaces it and its reply; Escape cancels.")
+    box.focus()
+
+
+def cancel_edit():
+    state["editing"] = False
+    element("message").value = ""
+    set_status("Edit cancelled.")
+
+
+def clear(event):
+    """Start a new conversation (the model forgets the earlier turns)."""
+    state["messages"], state["editing"] = [], False
+    show_conversation()
+    save()
+    update_controls()
+    element("message").focus()
+
+
+def delete_conversation(event):
+    clear(event)
+    store(STORAGE_KEY, None)
+    set_status("Conversation deleted from this browser.")
+
+
+def export(kind):
+    """An event handler that downloads the conversation as Markdown or JSON."""
+    def handler(event):
+        if kind == "md":
+            save_file("conversation.md", conversation.as_markdown(state["messages"], state["repo"]), "text/markdown")
+        else:
+            text = conversation.as_json(state["messages"], state["repo"], settings_panel.current())
+            save_file("conversation.json", text, "application/json")
+    return handler
+
+
+async def copy_reply(button):
+    text = button.closest("article").querySelector(".text").textContent
+    try:
+        await window.navigator.clipboard.writeText(text)
+        set_status("Reply copied to the clipboard.")
+    except Exception:
+        set_status("Could not copy: the browser refused access to the clipboard.")
+
+
+# -- events
+
+def on_log_click(event):
+    if event.target.classList.contains("copy"):
+        asyncio.create_task(copy_reply(event.target))
+    else:
+        show_alternatives(event)
+
+
+def show_alternatives(event):
+    tip = element("alternatives")
+    target = event.target
+    if not target.classList.contains("token"):
+        tip.hidden = True
+        return
+    rows = [make("li", json.dumps(text) + "  " + str(round(100 * prob, 1)) + " %")
+            for text, prob in json.loads(target.getAttribute("data-top"))]
+    tip.replaceChildren(*rows)
+    box = target.getBoundingClientRect()
+    tip.style.left = str(int(box.left + window.scrollX)) + "px"
+    tip.style.top = str(int(box.bottom + window.scrollY + 4)) + "px"
+    tip.hidden = False
+
+
+def hide_alternatives(event):
+    element("alternatives").hidden = True
+
+
+def on_key(event):
+    if event.key == "Enter" and not event.shiftKey and not event.isComposing:
+        event.preventDefault()
+        asyncio.create_task(send())
+    elif event.key == "Escape" and state["editing"]:
+        cancel_edit()
+
+
+def stop(event):
+    state["stop"] = True
+
+
+def on_mode_change(event):
+    set_mode(mode())
+    save()
+
+
+def setup(worker):
+    """Wire the composer and the conversation's controls to the model worker."""
+    state["worker"] = worker
+    on("composer", "submit", in_background(send))
+    on("stop", "click", stop)
+    on("message", "keydown", on_key)
+    on("mode", "change", on_mode_change)
+    on("new-chat", "click", clear)
+    on("regenerate", "click", in_background(regenerate))
+    on("edit-last", "click", edit_last)
+    on("export-md", "click", export("md"))
+    on("export-json", "click", export("json"))
+    on("delete-conversation", "click", delete_conversation)
+    on("log", "click", on_log_click)
+    for kind in ("mouseover", "focusin"):
+        on("log", kind, show_alternatives)
+    on("log", "mouseleave", hide_alternatives)

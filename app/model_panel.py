@@ -1,0 +1,254 @@
+"""The model panel: choosing a model and its download size, loading it (from the hub, the
+browser cache or the visitor's disk) with progress, and the cache manager."""
+import asyncio
+import json
+
+import js
+from dom import element, in_background, make, megabytes, on, set_status
+from pyscript import window
+
+LOCAL_FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt")
+SIZE_DELAY = 0.7  # seconds of no typing before the hub is asked for a model's size
+state = {"worker": None, "hooks": None, "cached": [], "size_request": 0}
+
+
+def percent(received, total):
+    return " (" + str(int(100 * received / total)) + " %)" if total else ""
+
+
+def show_progress(event):
+    """A pushed event from the worker: a status line, or the progress of each file and of all."""
+    data = json.loads(event.data)
+    if data["kind"] == "status":
+        set_status(data["text"])
+        return
+    files = data["files"]
+    received = sum(f[0] for f in files.values())
+    total = sum(f[1] for f in files.values())
+    bar = element("progress")
+    bar.hidden = False
+    bar.max, bar.value = max(total, 1), received
+    rows = [make("li", name + ": " + megabytes(got) + " of " + megabytes(size) + percent(got, size))
+            for name, (got, size) in files.items()]
+    element("file-progress").replaceChildren(*rows)
+    got, size = files[data["file"]]
+    verb = "Reading " if data["cached"] else "Downloading "
+    speed = " · " + megabytes(data["speed"]) + "/s" if data["speed"] and not data["cached"] else ""
+    set_status(verb + data["file"] + ": " + megabytes(got) + " of " + megabytes(size) + percent(got, size)
+               + " · all files " + megabytes(received) + " of " + megabytes(total) + percent(received, total) + speed)
+
+
+def hub_model():
+    """The hub model the form names: {repo, revision, endpoint}."""
+    return {"repo": element("model").value.strip(), "revision": element("revision").value.strip() or "main",
+            "endpoint": element("endpoint").value.strip()}
+
+
+async def load_model():
+    """Load the model named in the form from the hub (or the browser cache)."""
+    request = hub_model()
+    await run_load(request["repo"], request)
+
+
+async def run_load(label, request):
+    """Ask the worker to load a model and say how it went in the status line."""
+    state["hooks"]["unloaded"]()
+    state["size_request"] += 1  # a size asked for meanwhile is stale
+    element("model-size").textContent = ""
+    element("load").disabled = element("local-files").disabled = True
+    set_status("Loading " + label + "…")
+    element("file-progress").replaceChildren()
+    request["tiktoken"] = window.RUNTIME.tiktoken
+    try:
+        result = json.loads(await state["worker"].load(json.dumps(request)))
+    except Exception as e:  # a bug or a crash in the worker: say so and stay usable
+        result = {"error": "the model worker failed: " + str(e).split("\n")[0]}
+    element("load").disabled = element("local-files").disabled = False
+    element("progress").hidden = True
+    element("file-progress").replaceChildren()
+    await refresh_cache()
+    if "error" in result:
+        set_status("Could not load " + label + ": " + result["error"])
+        return
+    set_status("Ready: " + label + " (" + str(round(result["n_params"] / 1e6, 1)) + "M parameters) " + load_summary(result))
+    await state["hooks"]["loaded"](result)
+
+
+def load_summary(result):
+    """How the files came, e.g. "loaded from cache in 0.4 s", and why nothing was cached."""
+    seconds = str(round(result["seconds"], 1)) + " s"
+    if "local" in result["repo"]:
+        return "loaded from your disk in " + seconds
+    if result["from_cache"]:
+        text = "loaded from cache in " + seconds
+    else:
+        text = "downloaded " + megabytes(result["downloaded"]) + " and loaded in " + seconds
+    if result["not_cached"]:
+        text += " · not cached: " + result["not_cached"] + "; running from memory"
+    return text
+
+
+# -- choosing a model, and what it will cost to download
+
+def on_choice(event):
+    """A suggested model was picked: put it in the Model field ("Other" leaves the field to type in)."""
+    if event.target.value:
+        element("model").value = event.target.value
+        ask_size(0)
+    else:
+        element("model").focus()
+
+
+def on_model_typed(event):
+    """Keep the picker in step with the field, and ask for the size once typing pauses."""
+    sync_choice()
+    ask_size(SIZE_DELAY)
+
+
+def sync_choice():
+    """Show the typed model in the picker if it is a suggested one, else "Other"."""
+    choice = element("model-choice")
+    choice.value = element("model").value.strip()
+    if choice.selectedIndex < 0:
+        choice.value = ""
+
+
+def ask_size(delay):
+    state["size_request"] += 1
+    asyncio.create_task(show_size(state["size_request"], delay))
+
+
+async def show_size(request, delay):
+    """Ask the worker (a HEAD on the hub) how big the chosen model's weights are, unless a
+    newer question or a load came meanwhile."""
+    await asyncio.sleep(delay)
+    model = hub_model()
+    if request != state["size_request"] or not model["repo"]:
+        return
+    element("model-size").textContent = "Checking the size of " + model["repo"] + "…"
+    answer = json.loads(await state["worker"].model_size(json.dumps(model)))
+    if request == state["size_request"]:
+        element("model-size").textContent = size_text(model["repo"], answer)
+
+
+def size_text(repo, answer):
+    if "error" in answer:
+        return repo + ": size unknown (" + answer["error"] + ")"
+    if answer["cached"]:
+        return repo + ": cached (" + megabytes(answer["bytes"]) + ", no download)"
+    if answer["bytes"] is None:
+        return repo + ": download size unknown"
+    return repo + ": ≈ " + approx_megabytes(answer["bytes"]) + " to download"
+
+
+def approx_megabytes(n):
+    """Whole megabytes from 10 MB on ("≈ 498 MB"), one decimal below."""
+    return str(round(n / 1e6)) + " MB" if n >= 1e7 else megabytes(n)
+
+
+# -- the visitor's own files
+
+async def load_local(urls):
+    """Load a model from files on the visitor's disk, given as {name: blob URL}: the worker
+    reads them through these (absolute) URLs; nothing is uploaded or copied here."""
+    missing = [name for name in LOCAL_FILES if name not in urls and not (name == "model.safetensors" and any(
+        n.endswith((".safetensors", ".bin")) for n in urls))]
+    if missing:
+        set_status("Could not load local files: please also choose " + ", ".join(missing))
+    else:
+        await run_load("local files", {"local": urls})
+    for url in urls.values():
+        js.URL.revokeObjectURL(url)
+
+
+def blob_urls(files):
+    """{name: blob URL} for a FileList (read at once: the list empties when the input is reset)."""
+    urls = {}
+    for i in range(files.length):
+        urls[files.item(i).name] = js.URL.createObjectURL(files.item(i))
+    return urls
+
+
+def on_files_picked(event):
+    asyncio.create_task(load_local(blob_urls(event.target.files)))
+    event.target.value = ""
+
+
+def on_drag(event):
+    event.preventDefault()
+    element("drop-zone").classList.toggle("dragging", event.type == "dragover")
+
+
+def on_drop(event):
+    on_drag(event)
+    if not element("local-files").disabled:
+        asyncio.create_task(load_local(blob_urls(event.dataTransfer.files)))
+
+
+# -- the cache manager
+
+async def refresh_cache():
+    """Show the cached models and the storage used and available."""
+    info = json.loads(await state["worker"].cache_models())
+    state["cached"] = info["models"]
+    rows = [cached_row(index, model) for index, model in enumerate(info["models"])]
+    if not rows:
+        rows.append(make("li", info["off"] or "No model is cached yet."))
+    element("cached-models").replaceChildren(*rows)
+    storage = info["storage"]
+    persisted = await window.navigator.storage.persisted()
+    element("storage").textContent = ("Storage: " + megabytes(storage["usage"]) + " used of " + megabytes(storage["quota"])
+                                      + " available to this page" + (" · kept persistently" if persisted else ""))
+
+
+def cached_row(index, model):
+    """One cached model: what it holds and a Delete button."""
+    row = make("li")
+    text = make("span", model["repo"] + " @ " + model["revision"][:12] + " · " + megabytes(model["bytes"]) + " · "
+                + str(len(model["files"])) + " files" + (" · partial download" if model["partial"] else ""))
+    button = make("button", "Delete")
+    button.type = "button"
+    button.setAttribute("aria-label", "Delete " + model["repo"] + " from the cache")
+    button.setAttribute("data-index", str(index))
+    row.append(text, button)
+    return row
+
+
+async def delete_cached(which):
+    await state["worker"].cache_delete(json.dumps(which))
+    await refresh_cache()
+
+
+def on_cache_click(event):
+    index = event.target.getAttribute("data-index")
+    if index is not None:
+        model = state["cached"][int(index)]
+        asyncio.create_task(delete_cached({k: model[k] for k in ("endpoint", "repo", "revision")}))
+
+
+async def persist_storage():
+    """Ask the browser to keep the cache when storage runs low (it may refuse)."""
+    granted = await window.navigator.storage.persist()
+    set_status("The browser will keep cached models." if granted else
+               "The browser declined persistent storage; cached models may be evicted when space runs low.")
+    await refresh_cache()
+
+
+def setup(worker, hooks):
+    """Wire the model form, the picker, local files, drag and drop and the cache manager.
+    hooks: {"unloaded": called when a load begins, "loaded": awaited with the load's result}."""
+    state["worker"], state["hooks"] = worker, hooks
+    sync_choice()
+    on("model-form", "submit", in_background(load_model))
+    on("model-choice", "change", on_choice)
+    for id in ("model", "revision", "endpoint"):
+        on(id, "input", on_model_typed)
+    on("local-files", "change", on_files_picked)
+    for kind in ("dragover", "dragleave"):
+        on("drop-zone", kind, on_drag)
+    on("drop-zone", "drop", on_drop)
+    on("cached-models", "click", on_cache_click)
+    on("clear-cache", "click", in_background(lambda: delete_cached({})))
+    on("persist", "click", in_background(persist_storage))
+    on("cache-manager", "toggle", in_background(refresh_cache))
+    element("local-files").disabled = element("load").disabled = False

@@ -1,0 +1,120 @@
+// The app's service worker: after one visit, the page, its Python code, its CSS and the runtime
+// it used open with no network. (The model's weights are not kept here: the model worker keeps
+// them in IndexedDB, worker/cache.py.) Registered by app/runtime.js; its scope is this folder.
+//
+// Two caches, two rules:
+// - the runtime (the pinned CDN URLs below, or the same pinned versions in vendor/): cache-first.
+//   A pinned version never changes, so the network is asked once. The cache's name holds the
+//   pins: bumping one (here and in app/runtime.js, tests/e2e/test_offline.py checks they agree)
+//   changes this file, so the browser installs the new worker, which drops the old copy.
+// - the app's own files (index.html, app/, worker/, engine/, model_loader/, pyscript.toml…):
+//   network-first, the cache only when the network fails. An edit shows on the next load, and
+//   every file of one load comes from the same version of the app (stale-while-revalidate
+//   could mix an old main.py with a new worker for one load).
+// Never touched: other origins (the model hub: its answers are cached by the worker, in
+// IndexedDB), Hub-style "/resolve/" URLs on this origin, Range requests, anything but GET.
+
+const RUNTIME_PINS = [
+  "https://cdn.jsdelivr.net/npm/@pyscript/core@0.6.66/dist/",
+  "https://cdn.jsdelivr.net/npm/@micropython/micropython-webassembly-pyscript@1.27.0/",
+  "https://cdn.jsdelivr.net/pyodide/v0.27.7/full/",
+  "https://cdn.jsdelivr.net/npm/tiktoken@1.0.22/",
+];
+const RUNTIME_CACHE = "runtime:" + RUNTIME_PINS.map(url => url.split("/").slice(3, -1).join("/")).join(" ");
+const APP_CACHE = "app";
+const SCOPE = new URL("./", self.location.href).href;
+const VENDOR = SCOPE + "vendor/";
+
+self.addEventListener("install", () => self.skipWaiting());
+
+self.addEventListener("activate", event => event.waitUntil((async () => {
+  for (const name of await caches.keys()) {
+    if (name !== RUNTIME_CACHE && name !== APP_CACHE) await caches.delete(name);
+  }
+  await self.clients.claim();  // the first visit is then controlled too, so it fills the caches
+})()));
+
+/** "runtime", "app" or null (leave the request to the browser). */
+function kind(request) {
+  if (request.method !== "GET" || request.headers.has("range")) return null;
+  const url = request.url;
+  if (RUNTIME_PINS.some(prefix => url.startsWith(prefix)) || url.startsWith(VENDOR)) return "runtime";
+  if (!url.startsWith(SCOPE) || new URL(url).pathname.includes("/resolve/")) return null;
+  return "app";
+}
+
+/** A page is kept under its address without the query (?model=… changes from visit to visit). */
+function pageKey(address) {
+  const url = new URL(address);
+  url.search = url.hash = "";
+  return url.href;
+}
+
+function appKey(request) {
+  return request.mode === "navigate" ? pageKey(request.url) : request;
+}
+
+/** A response that can be kept: complete and successful (or an opaque cross-origin one). */
+function keepable(response) {
+  return (response.ok && response.status !== 206) || response.type === "opaque";
+}
+
+/** Answered when neither the network nor the cache has the file: a plain 503, not a network
+ * error (which the browser would report on the page's console). */
+function unavailable() {
+  return new Response("offline, and not in the app's cache", {
+    status: 503, headers: { "Content-Type": "text/plain; charset=utf-8" },
+  });
+}
+
+async function runtimeFirst(event) {
+  const cache = await caches.open(RUNTIME_CACHE);
+  const hit = await cache.match(event.request);
+  if (hit) return hit;
+  try {
+    const response = await fetch(event.request);
+    if (keepable(response)) event.waitUntil(cache.put(event.request, response.clone()));
+    return response;
+  } catch {
+    return unavailable();
+  }
+}
+
+async function networkFirst(event) {
+  const cache = await caches.open(APP_CACHE);
+  const key = appKey(event.request);
+  try {
+    const response = await fetch(event.request);
+    if (keepable(response)) event.waitUntil(cache.put(key, response.clone()));
+    return response;
+  } catch {
+    return (await cache.match(key)) ?? unavailable();
+  }
+}
+
+/** The first visit: the page, then what it loaded before this worker took over (index.html,
+ * app/runtime.js, app/style.css), sent by app/runtime.js; keep what the rules above would. */
+async function keepEarlyFiles({ page, loaded }) {
+  for (const address of [page, ...loaded]) {
+    const request = new Request(address);
+    const which = kind(request);
+    if (!which) continue;
+    const cache = await caches.open(which === "runtime" ? RUNTIME_CACHE : APP_CACHE);
+    const key = address === page ? pageKey(address) : address;
+    if (which === "runtime" && await cache.match(key)) continue;
+    try {
+      const response = await fetch(request);
+      if (keepable(response)) await cache.put(key, response);
+    } catch { /* offline again already: the next visit keeps it */ }
+  }
+}
+
+self.addEventListener("message", event => {
+  if (event.data?.type === "keep-early-files") event.waitUntil(keepEarlyFiles(event.data));
+});
+
+self.addEventListener("fetch", event => {
+  const which = kind(event.request);
+  if (which === "runtime") event.respondWith(runtimeFirst(event));
+  else if (which === "app") event.respondWith(networkFirst(event));
+});
