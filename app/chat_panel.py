@@ -7,7 +7,7 @@ import json
 import conversation
 import js
 import settings_panel
-from dom import element, in_background, load_stored, make, megabytes, on, save_file, set_status, store
+from dom import element, fixed, in_background, load_stored, make, megabytes, on, save_file, set_status, store
 from pyscript import document, window
 
 STORAGE_KEY = "browser-llm:conversation"
@@ -126,7 +126,7 @@ async def measure_memory():
 def add_token(reply, token):
     """A generated piece of text, tinted by its probability; its alternatives show on hover/tap."""
     span = make("span", token["text"], "token")
-    span.style.setProperty("--p", str(round(token["prob"], 3)))
+    span.style.setProperty("--p", fixed(token["prob"], 3))
     span.setAttribute("data-top", json.dumps(token["top"]))
     span.tabIndex = -1
     reply.append(span)
@@ -137,7 +137,7 @@ def show_stats(info, count, started):
     used = info["prompt_tokens"] + count
     element("stats").textContent = (
         str(info["prompt_tokens"]) + " prompt tokens · " + str(count) + " new · "
-        + str(round(count / max(seconds, 1e-3), 1)) + " tokens/s · context " + str(min(used, info["n_ctx"]))
+        + fixed(count / max(seconds, 1e-3)) + " tokens/s · context " + str(min(used, info["n_ctx"]))
         + " of " + str(info["n_ctx"]) + " · memory in use " + state["memory"])
 
 
@@ -265,7 +265,7 @@ def show_alternatives(event):
     if not target.classList.contains("token"):
         tip.hidden = True
         return
-    rows = [make("li", json.dumps(text) + "  " + str(round(100 * prob, 1)) + " %")
+    rows = [make("li", json.dumps(text) + "  " + fixed(100 * prob) + " %")
             for text, prob in json.loads(target.getAttribute("data-top"))]
     tip.replaceChildren(*rows)
     box = target.getBoundingClientRect()

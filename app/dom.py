@@ -37,8 +37,13 @@ def set_status(text):
     element("status").textContent = text
 
 
+def fixed(x, digits=1):
+    """x with a fixed number of decimals (MicroPython's round() can print 64.59999999999999)."""
+    return ("%." + str(digits) + "f") % x
+
+
 def megabytes(n):
-    return str(round(n / 1e6, 1)) + " MB"
+    return fixed(n / 1e6) + " MB"
 
 
 def load_stored(key, default):

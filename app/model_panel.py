@@ -4,7 +4,7 @@ import asyncio
 import json
 
 import js
-from dom import element, in_background, make, megabytes, on, set_status
+from dom import element, fixed, in_background, make, megabytes, on, set_status
 from pyscript import window
 
 LOCAL_FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt")
@@ -70,13 +70,13 @@ async def run_load(label, request):
     if "error" in result:
         set_status("Could not load " + label + ": " + result["error"])
         return
-    set_status("Ready: " + label + " (" + str(round(result["n_params"] / 1e6, 1)) + "M parameters) " + load_summary(result))
+    set_status("Ready: " + label + " (" + fixed(result["n_params"] / 1e6) + "M parameters) " + load_summary(result))
     await state["hooks"]["loaded"](result)
 
 
 def load_summary(result):
     """How the files came, e.g. "loaded from cache in 0.4 s", and why nothing was cached."""
-    seconds = str(round(result["seconds"], 1)) + " s"
+    seconds = fixed(result["seconds"]) + " s"
     if "local" in result["repo"]:
         return "loaded from your disk in " + seconds
     if result["from_cache"]:
