@@ -10,7 +10,10 @@ from polyscript import xworker
 
 from engine import GenerationSettings, Model
 from engine.chat import chat_prompt
+from worker import shard
 from worker.loading import cache_delete, cache_models, load_checkpoint, model_size
+from worker.shard import (shard_busy, shard_exchange, shard_feed, shard_next, shard_run, shard_share, shard_start,
+                          shard_stop, shard_tokenize)
 
 state: dict = {"model": None, "steps": None}
 
@@ -85,5 +88,12 @@ def heap_bytes() -> float:
     return float(pyodide_js._module.HEAP8.length)
 
 
+async def shard_load(request: str, index: int, n_shards: int) -> str:
+    """Load a model as one shard of several workers (worker/shard.py, app/parallel.js)."""
+    return await shard.shard_load(request, index, n_shards, push)
+
+
 __export__ = ["load", "defaults", "start", "step", "stop", "tokenize", "heap_bytes",
-              "cache_models", "cache_delete", "model_size"]
+              "cache_models", "cache_delete", "model_size",
+              "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_stop", "shard_tokenize",
+              "shard_busy", "shard_share", "shard_run"]

@@ -1,0 +1,101 @@
+"""Tensor parallelism (engine/parallel.py): the model split over 2 or 3 shards gives the same
+greedy tokens as one worker and logits within 2e-5 of transformers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from support import MODEL_NAMES, fixture_model, reference
+from engine import GenerationSettings
+from engine.parallel import Decoder, all_reduce, generate_sharded, make_shards, run_shards, split_range
+
+SHARDINGS = [(name, n) for name in MODEL_NAMES for n in (1, 2, 3) if n <= fixture_model(name).config.n_head]
+
+
+def test_split_range_covers_everything_once():
+    for n in range(1, 20):
+        for parts in range(1, n + 1):
+            ranges = [split_range(n, parts, i) for i in range(parts)]
+            assert sum((list(range(n))[r] for r in ranges), []) == list(range(n))
+            assert max(r.stop - r.start for r in ranges) - min(r.stop - r.start for r in ranges) <= 1
+
+
+def test_odd_heads_split_unevenly():
+    model = fixture_model("odd-heads")
+    assert model.config.n_head == 3
+    shards = make_shards(model.params, model.config, 2)
+    assert [s.n_head for s in shards] == [2, 1]
+    assert [s.blocks[0].w_qkv.shape[0] for s in shards] == [2 * 3 * model.config.head_dim, 3 * model.config.head_dim]
+
+
+@pytest.mark.parametrize("name,n", SHARDINGS)
+def test_sharded_logits_match_transformers(name, n):
+    model, ref = fixture_model(name), reference(name)
+    logits = run_shards(make_shards(model.params, model.config, n), ref["ids"].tolist(), 0, last_only=False)
+    assert logits.dtype == np.float32 and logits.shape == ref["logits"].shape
+    scale = np.abs(ref["logits"]).max(axis=-1)
+    assert np.all(np.abs(logits - ref["logits"]).max(axis=-1) <= 2e-5 * scale)
+    single = model.logits(ref["ids"].tolist())
+    np.testing.assert_allclose(logits, single, rtol=0, atol=2e-6 * np.abs(single).max())
+
+
+def test_one_shard_is_the_single_worker_engine_bit_for_bit():
+    model, ids = fixture_model("odd-heads"), reference("odd-heads")["ids"].tolist()
+    logits = run_shards(make_shards(model.params, model.config, 1), ids, 0, last_only=False)
+    assert np.array_equal(logits, model.logits(ids))
+
+
+@pytest.mark.parametrize("name,n", SHARDINGS)
+def test_sharded_greedy_tokens_equal_single_worker_and_transformers(name, n):
+    model, ref = fixture_model(name), reference(name)
+    settings = GenerationSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=24)
+    steps = list(generate_sharded(make_shards(model.params, model.config, n), model.tokenizer,
+                                  ref["greedy_prompt"].tolist(), settings))
+    single = list(model.generate(ref["greedy_prompt"].tolist(), settings))
+    assert [s.token_id for s in steps] == [s.token_id for s in single] == ref["greedy_ids"].tolist()
+    assert [(s.text, s.finish) for s in steps] == [(s.text, s.finish) for s in single]
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_sampling_past_the_context_window_equals_single_worker(n):
+    model = fixture_model("odd-heads")
+    settings = GenerationSettings(temperature=0.9, top_k=0, top_p=1.0, max_new_tokens=2 * model.config.n_ctx,
+                                  seed=3, stop=())
+    prompt = reference("odd-heads")["ids"].tolist()[:40]
+    steps = list(generate_sharded(make_shards(model.params, model.config, n), model.tokenizer, prompt, settings))
+    single = list(model.generate(prompt, settings))
+    assert [(s.token_id, s.text, s.dropped, s.finish) for s in steps] == \
+        [(s.token_id, s.text, s.dropped, s.finish) for s in single]
+    assert sum(s.dropped for s in steps) > 0
+
+
+def test_decoder_stops_on_stop_strings_and_eos_like_generate():
+    model = fixture_model("tiny")
+    for settings in (GenerationSettings(temperature=0, max_new_tokens=30, stop=(" the",)),
+                     GenerationSettings(temperature=1.5, top_k=0, top_p=1.0, max_new_tokens=200, seed=5)):
+        steps = list(generate_sharded(make_shards(model.params, model.config, 2), model.tokenizer,
+                                      "Once upon a time", settings))
+        single = list(model.generate("Once upon a time", settings))
+        assert [(s.token_id, s.text, s.finish) for s in steps] == [(s.token_id, s.text, s.finish) for s in single]
+        assert np.allclose([s.prob for s in steps], [s.prob for s in single], rtol=1e-4)
+
+
+def test_all_reduce_sums_in_shard_order_in_float32():
+    parts = [np.float32([1e8, 1]), np.float32([1, 1e-8]), np.float32([-1e8, 0])]
+    assert all_reduce(parts).dtype == np.float32
+    assert all_reduce(parts).tolist() == [0.0, 1.0]  # (1e8 + 1) rounds to 1e8 in float32
+
+
+def test_shard_memory_is_its_slice():
+    model = fixture_model("sharded")
+    shards = make_shards(model.params, model.config, 2)
+    whole = sum(a.nbytes for a in [model.params.wte, model.params.wpe]
+                + [a for b in model.params.blocks for a in vars(b).values()])
+    assert all(s.nbytes < 0.75 * whole for s in shards)
+
+
+def test_decoder_reports_prompt_tokens_and_first_feed():
+    model = fixture_model("tiny")
+    decoder = Decoder(model.config, model.tokenizer, "Hello world", GenerationSettings())
+    ids = model.tokenizer.encode("Hello world")
+    assert decoder.prompt_tokens == len(ids) and decoder.feed == (ids, 0)
