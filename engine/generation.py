@@ -33,27 +33,15 @@ class Step:
     dropped: int = 0  # tokens that fell out of the context window before this one
 
 
-class ContextWindow:
-    """The tokens the KV cache holds. When new tokens would overflow n_ctx, the oldest are
-    dropped: the most recent three quarters of the context are kept and run again."""
-
-    def __init__(self, params: Params, config: GPT2Config):
-        self.params, self.config = params, config
-        self.cache = KVCache(config)
-        self.tokens: list[int] = []
-
-    def feed(self, ids: list[int]) -> tuple[np.ndarray, int]:
-        """Add tokens; return the logits after the last one and how many old tokens were dropped."""
-        dropped = 0
-        if len(self.tokens) + len(ids) > self.config.n_ctx:
-            everything = self.tokens + ids
-            keep = everything[-(self.config.n_ctx * 3 // 4):]
-            dropped = len(everything) - len(keep)
-            self.tokens, ids = [], keep
-            self.cache.length = 0
-        hidden = forward(ids, self.params, self.config, self.cache, last_only=True)
-        self.tokens += ids
-        return lm_head(hidden, self.params)[0], dropped
+def fit_context(cached: list[int], ids: list[int], n_ctx: int) -> tuple[list[int], int, int]:
+    """Where new tokens go in a KV cache that holds `cached`: (ids to run, cache position to run
+    them at, old tokens dropped). When they would overflow n_ctx, the oldest tokens are dropped:
+    the most recent three quarters of the context are run again from position 0."""
+    if len(cached) + len(ids) <= n_ctx:
+        return ids, len(cached), 0
+    everything = cached + ids
+    keep = everything[-(n_ctx * 3 // 4):]
+    return keep, 0, len(everything) - len(keep)
 
 
 class TextStream:
@@ -83,27 +71,61 @@ class TextStream:
         return out
 
 
+class Decoder:
+    """The generation loop, turned inside out so that the forward passes can run anywhere (here,
+    or split over workers: engine/parallel.py): `feed` says which ids to run at which cache
+    position; `next(logits)` takes the logits after them and returns the Step; then `feed` is
+    the next pass, or None when generation is over."""
+
+    def __init__(self, config: GPT2Config, tokenizer: TokenizerLike, prompt: str | list[int],
+                 settings: GenerationSettings):
+        ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        self.config, self.tokenizer, self.settings = config, tokenizer, settings
+        self.prompt_tokens = len(ids)
+        self.history = ids or [tokenizer.eot_id]  # an empty prompt starts a new document
+        self.rng = np.random.default_rng(settings.seed)
+        self.stream = TextStream(tokenizer, settings.stop)
+        self.cached: list[int] = []  # the tokens in the KV cache
+        self.n = 0
+        self.dropped = 0
+        self.feed: tuple[list[int], int] | None = self.plan(list(self.history))
+
+    def plan(self, ids: list[int]) -> tuple[list[int], int]:
+        ids, position, self.dropped = fit_context(self.cached, ids, self.config.n_ctx)
+        self.cached = self.cached[:position] + ids
+        return ids, position
+
+    def next(self, logits: np.ndarray) -> Step:
+        """The step chosen from the logits (n_vocab,) after the last feed."""
+        settings, tokenizer = self.settings, self.tokenizer
+        self.n += 1
+        choice = choose_next(np.asarray(logits, dtype=np.float32).reshape(-1), self.history, settings, self.rng)
+        self.history.append(choice.token_id)
+        self.feed = None
+        if choice.token_id == tokenizer.eot_id:
+            return Step(choice.token_id, self.stream.flush(), choice.prob, choice.top, "eos", self.dropped)
+        text, stopped = self.stream.feed(choice.token_id)
+        finish = "stop" if stopped else "length" if self.n == settings.max_new_tokens else None
+        if finish == "length":
+            text += self.stream.flush()
+        step = Step(choice.token_id, text, choice.prob, choice.top, finish, self.dropped)
+        if not finish:
+            self.feed = self.plan([choice.token_id])
+        return step
+
+
+def next_logits(ids: list[int], position: int, params: Params, config: GPT2Config, cache: KVCache) -> np.ndarray:
+    """Run ids from cache position `position` (the cache keeps what comes before it); return
+    the logits (n_vocab,) after the last one."""
+    cache.length = position
+    return lm_head(forward(ids, params, config, cache, last_only=True), params)[0]
+
+
 def generate(params: Params, config: GPT2Config, tokenizer: TokenizerLike, prompt: str | list[int],
              settings: GenerationSettings) -> Iterator[Step]:
     """Yield steps until max_new_tokens, a stop string or end-of-text. Close the generator
     (or just stop iterating) to stop between any two tokens."""
-    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
-    history = ids or [tokenizer.eot_id]  # an empty prompt starts a new document
-    window = ContextWindow(params, config)
-    logits, dropped = window.feed(history)
-    rng = np.random.default_rng(settings.seed)
-    stream = TextStream(tokenizer, settings.stop)
-    for n in range(1, settings.max_new_tokens + 1):
-        choice = choose_next(logits, history, settings, rng)
-        history.append(choice.token_id)
-        if choice.token_id == tokenizer.eot_id:
-            yield Step(choice.token_id, stream.flush(), choice.prob, choice.top, "eos", dropped)
-            return
-        text, stopped = stream.feed(choice.token_id)
-        finish = "stop" if stopped else "length" if n == settings.max_new_tokens else None
-        if finish == "length":
-            text += stream.flush()
-        yield Step(choice.token_id, text, choice.prob, choice.top, finish, dropped)
-        if finish:
-            return
-        logits, dropped = window.feed([choice.token_id])
+    decoder = Decoder(config, tokenizer, prompt, settings)
+    cache = KVCache(config)
+    while decoder.feed is not None:
+        yield decoder.next(next_logits(*decoder.feed, params, config, cache))

@@ -17,8 +17,8 @@ The first partials are token + position embeddings (each row comes from the one 
 owns its token, so the sum is exact); then, per layer, the attention output's and the MLP
 output's partial products (the all-reduces); last, each shard's slice of the logits.
 `all_reduce` sums in shard order, in float32, exactly as app/parallel.js does, so CPython
-predicts the browser's sums bit for bit. `Decoder` is engine.generation.generate turned inside
-out: it says which ids to feed where and turns the logits that come back into Steps.
+predicts the browser's sums bit for bit. The generation loop is engine.generation's `Decoder`:
+it says which ids to feed where and turns the logits that come back into Steps.
 """
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .generation import Step, TextStream, TokenizerLike
+from .generation import Decoder, Step, TokenizerLike
 from .gpt2 import (GPT2Config, KVCache, Params, attention, gelu, layer_norm, linear, matmul_t, merge_heads,
                    split_heads)
-from .sampling import GenerationSettings, choose_next
+from .sampling import GenerationSettings
 
 
 def split_range(n: int, parts: int, index: int) -> slice:
@@ -179,56 +179,6 @@ def run_shards(shards: Sequence[Shard], ids: Sequence[int], position: int, last_
     return np.concatenate(partials, axis=-1)
 
 
-class Decoder:
-    """engine.generation.generate turned inside out, for a coordinator that runs the forward
-    passes elsewhere: `feed` says which ids to run and at which cache position; `next(logits)`
-    takes the logits after them and returns the Step (then `feed` is the next pass, or None)."""
-
-    def __init__(self, config: GPT2Config, tokenizer: TokenizerLike, prompt: str | list[int],
-                 settings: GenerationSettings):
-        ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
-        self.config, self.tokenizer, self.settings = config, tokenizer, settings
-        self.prompt_tokens = len(ids)
-        self.history = ids or [tokenizer.eot_id]  # an empty prompt starts a new document
-        self.rng = np.random.default_rng(settings.seed)
-        self.stream = TextStream(tokenizer, settings.stop)
-        self.cached: list[int] = []  # the tokens in the shards' caches
-        self.n = 0
-        self.dropped = 0
-        self.feed: tuple[list[int], int] | None = self.plan(list(self.history))
-
-    def plan(self, ids: list[int]) -> tuple[list[int], int]:
-        """(ids, position) for new tokens; when they would overflow n_ctx the oldest tokens
-        are dropped and the most recent three quarters of the context run again (as ContextWindow)."""
-        self.dropped = 0
-        if len(self.cached) + len(ids) > self.config.n_ctx:
-            everything = self.cached + ids
-            keep = everything[-(self.config.n_ctx * 3 // 4):]
-            self.dropped = len(everything) - len(keep)
-            self.cached, ids = [], keep
-        position = len(self.cached)
-        self.cached += ids
-        return ids, position
-
-    def next(self, logits: np.ndarray) -> Step:
-        """The step chosen from the logits (n_vocab,) after the last feed."""
-        settings, tokenizer = self.settings, self.tokenizer
-        self.n += 1
-        choice = choose_next(np.asarray(logits, dtype=np.float32).reshape(-1), self.history, settings, self.rng)
-        self.history.append(choice.token_id)
-        self.feed = None
-        if choice.token_id == tokenizer.eot_id:
-            return Step(choice.token_id, self.stream.flush(), choice.prob, choice.top, "eos", self.dropped)
-        text, stopped = self.stream.feed(choice.token_id)
-        finish = "stop" if stopped else "length" if self.n == settings.max_new_tokens else None
-        if finish == "length":
-            text += self.stream.flush()
-        step = Step(choice.token_id, text, choice.prob, choice.top, finish, self.dropped)
-        if not finish:
-            self.feed = self.plan([choice.token_id])
-        return step
-
-
 def generate_sharded(shards: Sequence[Shard], tokenizer: TokenizerLike, prompt: str | list[int],
                      settings: GenerationSettings) -> Iterator[Step]:
     """generate() over in-process shards (what the browser does across workers)."""
@@ -242,5 +192,5 @@ def make_shards(params: Params, config: GPT2Config, n_shards: int) -> list[Shard
     return [Shard(params, config, i, n_shards) for i in range(n_shards)]
 
 
-__all__ = ["Decoder", "Shard", "ShardBlock", "all_reduce", "generate_sharded", "make_shards", "run_shards",
+__all__ = ["Shard", "ShardBlock", "all_reduce", "generate_sharded", "make_shards", "run_shards",
            "slice_params", "split_range"]

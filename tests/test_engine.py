@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from support import MODEL_NAMES, fixture_model, reference
-from engine.generation import ContextWindow
+from engine.generation import fit_context, next_logits
+from engine.gpt2 import KVCache
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -31,12 +32,12 @@ def test_cached_decoding_equals_full_forward(name):
     model = fixture_model(name)
     ids = reference(name)["ids"].tolist()
     full = model.logits(ids)
-    window = ContextWindow(model.params, model.config)
+    cache = KVCache(model.config)
     prompt = 5  # a batched prefill, then one token at a time
-    logits, _ = window.feed(ids[:prompt])
+    logits = next_logits(ids[:prompt], 0, model.params, model.config, cache)
     np.testing.assert_allclose(logits, full[prompt - 1], rtol=0, atol=1e-5 * np.abs(full).max())
     for i in range(prompt, len(ids)):
-        logits, _ = window.feed([ids[i]])
+        logits = next_logits([ids[i]], i, model.params, model.config, cache)
         np.testing.assert_allclose(logits, full[i], rtol=0, atol=1e-5 * np.abs(full).max())
 
 
@@ -49,15 +50,11 @@ def test_generation_runs_past_n_positions(tiny):
     assert sum(s.dropped for s in steps) > 0
 
 
-def test_context_window_keeps_the_most_recent_tokens(tiny):
-    n_ctx = tiny.config.n_ctx
-    ids = (reference("tiny")["ids"].tolist() * 3)[: n_ctx + 10]
-    window = ContextWindow(tiny.params, tiny.config)
-    window.feed(ids[:n_ctx])
-    logits, dropped = window.feed(ids[n_ctx:])
-    assert dropped > 0 and window.tokens == ids[dropped:]
-    assert len(window.tokens) <= n_ctx
-    np.testing.assert_allclose(logits, tiny.logits(window.tokens)[-1], rtol=0, atol=1e-5)
+def test_context_window_keeps_the_most_recent_tokens():
+    cached, new = list(range(60)), [60, 61, 62, 63, 64]
+    assert fit_context(cached, new[:4], 64) == (new[:4], 60, 0)  # fits: appended at the end
+    run, position, dropped = fit_context(cached, new, 64)  # 65 > 64: keep the last 48, from 0
+    assert (run, position, dropped) == ((cached + new)[-48:], 0, 17)
 
 
 def test_prompt_longer_than_context_is_trimmed(tiny):

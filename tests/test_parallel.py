@@ -7,7 +7,8 @@ import pytest
 
 from support import MODEL_NAMES, fixture_model, reference
 from engine import GenerationSettings
-from engine.parallel import Decoder, all_reduce, generate_sharded, make_shards, run_shards, split_range
+from engine.generation import Decoder
+from engine.parallel import all_reduce, generate_sharded, make_shards, run_shards, split_range
 
 SHARDINGS = [(name, n) for name in MODEL_NAMES for n in (1, 2, 3) if n <= fixture_model(name).config.n_head]
 

@@ -10,7 +10,7 @@ import pytest
 
 from support import MODEL_NAMES, fixture_model, reference
 from engine import gpt2
-from engine.generation import ContextWindow
+from engine.generation import next_logits
 
 
 @pytest.fixture
@@ -38,11 +38,11 @@ def test_einsum_cached_decoding_equals_full_forward(name, pyodide_products):
     model = fixture_model(name)
     ids = reference(name)["ids"].tolist()
     full = model.logits(ids)
-    window = ContextWindow(model.params, model.config)
-    logits, _ = window.feed(ids[:5])
+    cache = gpt2.KVCache(model.config)
+    logits = next_logits(ids[:5], 0, model.params, model.config, cache)
     np.testing.assert_allclose(logits, full[4], rtol=0, atol=1e-5 * np.abs(full).max())
     for i in range(5, len(ids)):
-        logits, _ = window.feed([ids[i]])
+        logits = next_logits([ids[i]], i, model.params, model.config, cache)
         assert logits.dtype == np.float32
         np.testing.assert_allclose(logits, full[i], rtol=0, atol=1e-5 * np.abs(full).max())
 

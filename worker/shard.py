@@ -18,7 +18,8 @@ import numpy as np
 
 from engine import GenerationSettings
 from engine.chat import chat_prompt
-from engine.parallel import Decoder, Shard
+from engine.generation import Decoder
+from engine.parallel import Shard
 from worker.loading import load_checkpoint
 
 state: dict = {"shard": None, "tokenizer": None, "decoder": None}
