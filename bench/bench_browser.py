@@ -27,8 +27,7 @@ from urllib.parse import urlencode
 
 from playwright.sync_api import sync_playwright
 
-from bench_native import DEFAULT_MODEL, ROOT, ensure_checkpoint, measure
-from model_loader import load_model
+from bench_native import DEFAULT_MODEL, ROOT, load_timed, measure
 from tools.hub_server import HubServer
 from tools.serve import AppServer
 
@@ -177,11 +176,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    ensure_checkpoint(args.model)
-
-    start = time.perf_counter()
-    model = load_model(args.model)
-    native_load_s = time.perf_counter() - start
+    model, native_load_s = load_timed(args.model)
     prompt = prompt_of(model.tokenizer, PROMPT_TOKENS)
     settings = json.dumps({"temperature": 0, "repetition_penalty": 1, "max_new_tokens": NEW_TOKENS + 1})
 

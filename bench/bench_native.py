@@ -34,6 +34,14 @@ def ensure_checkpoint(folder: Path) -> None:
         subprocess.run([sys.executable, str(ROOT / "tools" / "make_random_checkpoint.py"), str(folder)], check=True)
 
 
+def load_timed(folder: Path):
+    """The checkpoint (made first if missing) loaded natively, and the seconds the load took."""
+    ensure_checkpoint(folder)
+    start = time.perf_counter()
+    model = load_model(folder)
+    return model, time.perf_counter() - start
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -57,10 +65,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    ensure_checkpoint(args.model)
-    start = time.perf_counter()
-    model = load_model(args.model)
-    load_s = time.perf_counter() - start
+    model, load_s = load_timed(args.model)
     runs = [measure(model, args.prompt_tokens, args.new_tokens) for _ in range(args.repeats)]
     result = {
         "model": str(args.model), "params_m": model.n_params / 1e6, "load_s": load_s,
