@@ -11,16 +11,14 @@ import gc
 import json
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import js
 import numpy as np
 
-from engine import GenerationSettings
-from engine.chat import chat_prompt
 from engine.generation import Decoder
 from engine.parallel import Shard
 from worker.loading import load_checkpoint
+from worker.protocol import read_start, step_fields
 
 state: dict = {"shard": None, "tokenizer": None, "decoder": None}
 busy = {"seconds": 0.0, "calls": 0, "wait": 0.0}  # time computing in exchanges, and waiting for peers
@@ -69,17 +67,11 @@ async def shard_load(request: str, index: int, n_shards: int, push: Callable[...
 def shard_start(request: str) -> str:
     """Lead only: begin a reply (the request as worker.start's). {prompt_tokens, n_ctx, feed: [ids,
     position]} or {error}."""
-    options = json.loads(request)
     shard, tokenizer = state["shard"], state["tokenizer"]
     try:
-        settings = GenerationSettings.from_dict(options.get("settings", {}))
+        ids, settings = read_start(request, tokenizer)
     except ValueError as e:
         return json.dumps({"error": str(e)})
-    if "turns" in options:
-        ids, stops = chat_prompt([tuple(turn) for turn in options["turns"]], tokenizer, options["style"])
-        settings = replace(settings, stop=settings.stop + stops)
-    else:
-        ids = tokenizer.encode(options["prompt"])
     decoder = state["decoder"] = Decoder(shard.config, tokenizer, ids, settings)
     return json.dumps({"prompt_tokens": decoder.prompt_tokens, "n_ctx": shard.config.n_ctx, "feed": decoder.feed})
 
@@ -185,12 +177,9 @@ def shard_next(logits) -> str:
 def next_step(logits: np.ndarray) -> str:
     decoder: Decoder = state["decoder"]
     token = decoder.next(logits)
-    decode = state["tokenizer"].decode
     if decoder.feed is None:
         state["decoder"] = None
-    return json.dumps({"text": token.text, "token_id": token.token_id, "prob": token.prob,
-                       "top": [[decode([i]), p] for i, p in token.top], "finish": token.finish,
-                       "dropped": token.dropped, "feed": decoder.feed})
+    return json.dumps({**step_fields(token, state["tokenizer"]), "feed": decoder.feed})
 
 
 def shard_stop() -> None:

@@ -4,14 +4,14 @@ JSON strings, so nothing depends on how the two interpreters convert objects."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 from polyscript import xworker
 
 from engine import GenerationSettings, Model
-from engine.chat import chat_prompt
 from worker import shard
 from worker.loading import cache_delete, cache_models, load_checkpoint, model_size
+from worker.protocol import read_start, step_fields
 from worker.shard import (shard_busy, shard_exchange, shard_feed, shard_next, shard_run, shard_share, shard_start,
                           shard_stop, shard_tokenize)
 
@@ -39,34 +39,23 @@ def defaults() -> str:
 
 
 def start(request: str) -> str:
-    """Begin a reply. request is JSON: {"prompt": text} continues a text; {"turns": [[role, text],
-    ...], "style": "transcript" | "eot"} asks for the next assistant turn; "settings" holds
-    GenerationSettings fields. The reply: {prompt_tokens, n_ctx}, or {error} for bad settings."""
-    options = json.loads(request)
+    """Begin a reply (the request: see worker.protocol.read_start). The reply: {prompt_tokens,
+    n_ctx}, or {error} for bad settings."""
     model: Model = state["model"]
     try:
-        settings = GenerationSettings.from_dict(options.get("settings", {}))
+        ids, settings = read_start(request, model.tokenizer)
     except ValueError as e:
         return json.dumps({"error": str(e)})
-    if "turns" in options:
-        ids, stops = chat_prompt([tuple(turn) for turn in options["turns"]], model.tokenizer, options["style"])
-        settings = replace(settings, stop=settings.stop + stops)
-    else:
-        ids = model.tokenizer.encode(options["prompt"])
     state["steps"] = model.generate(ids, settings)
     return json.dumps({"prompt_tokens": len(ids), "n_ctx": model.config.n_ctx})
 
 
 def step() -> str:
-    """The next token of the current reply: {text, token_id, prob, top, finish, dropped};
-    top lists the most likely tokens as [text, probability]."""
+    """The next token of the current reply (see worker.protocol.step_fields)."""
     token = next(state["steps"])
     if token.finish:
         state["steps"] = None
-    decode = state["model"].tokenizer.decode
-    return json.dumps({"text": token.text, "token_id": token.token_id, "prob": token.prob,
-                       "top": [[decode([i]), p] for i, p in token.top],
-                       "finish": token.finish, "dropped": token.dropped})
+    return json.dumps(step_fields(token, state["model"].tokenizer))
 
 
 def stop() -> None:
