@@ -7,12 +7,13 @@
 //   }
 //   await model.dispose();
 //
-// Each model runs in its own PyScript worker (Pyodide + NumPy) with the app's worker code
-// (worker/worker.py, configured by pyscript.toml); the runtime is the app's vendor/ copy when
+// Each model runs in its own PyScript workers (Pyodide + NumPy) with the app's worker code
+// (worker/worker.py, configured by pyscript.toml): one per core of the visitor's machine by
+// default, each holding a slice of the model (app/parallel.js); the runtime is the app's vendor/ copy when
 // it is served, else the pinned CDN release (app/runtime.js). Nothing is sent anywhere: the
 // only downloads are the runtime and the model's files.
 
-import { MODEL_WORKER, chooseRuntime, startWorker } from "./app/runtime.js";
+import { ParallelModel, workerCount } from "./app/parallel.js";
 
 const HUB = "https://huggingface.co";
 /** Files tried in a folder given by URL (sharded checkpoints: pass a {name: URL} map). */
@@ -23,6 +24,8 @@ const FOLDER_FILES = ["config.json", "vocab.json", "merges.txt", "model.safetens
  * @typedef {object} LoadOptions
  * @property {string} [revision="main"]  branch, tag or commit (Hub repo ids only)
  * @property {string} [endpoint="https://huggingface.co"]  the Hub, or a mirror with its URL layout
+ * @property {number} [workers]  how many workers (cores) to split the model over; default: one
+ *   per logical core (navigator.hardwareConcurrency), at most 8; 1 keeps it in one worker
  * @property {(event: object) => void} [onProgress]  called with what the worker reports:
  *   {kind: "progress", file, files: {name: [received, total]}, cached, speed} or
  *   {kind: "status", text}
@@ -51,7 +54,7 @@ const FOLDER_FILES = ["config.json", "vocab.json", "merges.txt", "model.safetens
  */
 
 /**
- * Load a GPT-2-architecture model into a new worker.
+ * Load a GPT-2-architecture model into new workers.
  * @param {string | URL | File[] | FileList | Record<string, string | URL | Blob>} source
  *   a Hub repo id ("openai-community/gpt2"); the URL of a folder in Hub file layout (absolute,
  *   or starting with "./", "../" or "/"; it ends in "/"); the File objects the visitor picked
@@ -59,21 +62,19 @@ const FOLDER_FILES = ["config.json", "vocab.json", "merges.txt", "model.safetens
  * @param {LoadOptions} [options]
  * @returns {Promise<Model>}  rejects with the worker's reason if the model cannot be loaded
  */
-export async function loadModel(source, { revision = "main", endpoint = HUB, onProgress } = {}) {
+export async function loadModel(source, { revision = "main", endpoint = HUB, onProgress,
+                                          workers = workerCount(new URLSearchParams()) } = {}) {
   const blobs = [];
-  const request = { ...requestFor(source, revision, endpoint, blobs), tiktoken: (await chooseRuntime()).tiktoken };
-  const worker = await startWorker(MODEL_WORKER.src);
-  const listener = ({ data }) => typeof data === "string" && onProgress?.(JSON.parse(data));
-  worker.addEventListener("message", listener);
+  const request = requestFor(source, revision, endpoint, blobs);
+  const workersModel = new ParallelModel(workers);
   try {
-    const info = JSON.parse(await worker.sync.load(JSON.stringify(request)));
+    const info = JSON.parse(await workersModel.load(JSON.stringify(request), onProgress));
     if (info.error) throw new Error(info.error);
-    return new Model(worker, info);
+    return new Model(workersModel, info);
   } catch (error) {
-    worker.terminate();
+    workersModel.terminate();
     throw error;
   } finally {
-    worker.removeEventListener("message", listener);
     blobs.forEach(url => URL.revokeObjectURL(url));
   }
 }
@@ -92,15 +93,15 @@ function requestFor(source, revision, endpoint, blobs) {
     [name, file instanceof Blob ? blobURL(file) : absolute(file)])) };
 }
 
-/** A loaded model in its own worker. Make one with loadModel(). */
+/** A loaded model in its own workers. Make one with loadModel(). */
 export class Model {
-  #worker;
+  #workers;
   #busy = false;
 
   /** @hideconstructor */
-  constructor(worker, info) {
-    this.#worker = worker;
-    /** What the worker reported: {repo, commit, n_params, n_ctx, n_layer, seconds, …}. */
+  constructor(workers, info) {
+    this.#workers = workers;
+    /** What the workers reported: {repo, commit, n_params, n_ctx, n_layer, seconds, workers, …}. */
     this.info = info;
   }
 
@@ -115,17 +116,17 @@ export class Model {
     if (this.#busy) throw new Error("this model is already generating");
     signal?.throwIfAborted();
     this.#busy = true;
-    const sync = this.#worker.sync;
+    const workers = this.#workers;
     try {
-      await sync.start(JSON.stringify({ prompt, settings: snakeCase(settings) }));
+      await workers.start(JSON.stringify({ prompt, settings: snakeCase(settings) }));
       for (;;) {
         signal?.throwIfAborted();
-        const { token_id, top, ...step } = JSON.parse(await sync.step());
+        const { token_id, top, ...step } = JSON.parse(await workers.step());
         yield { ...step, tokenId: token_id, top: top.map(([text, prob]) => ({ text, prob })) };
         if (step.finish) return;
       }
     } finally {
-      await sync.stop();
+      await workers.stop();
       this.#busy = false;
     }
   }
@@ -136,15 +137,15 @@ export class Model {
    * @returns {Promise<number[]>}
    */
   async tokenize(text) {
-    return JSON.parse(await this.#worker.sync.tokenize(text));
+    return JSON.parse(await this.#workers.tokenize(text));
   }
 
   /**
-   * Free the model: its worker ends and its memory is released.
+   * Free the model: its workers end and their memory is released.
    * @returns {Promise<void>}
    */
   async dispose() {
-    this.#worker.terminate();
+    this.#workers.terminate();
   }
 }
 

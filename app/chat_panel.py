@@ -15,7 +15,7 @@ PLACEHOLDERS = {
     "completion": "Write the start of a text; GPT-2 continues it. Enter sends, Shift+Enter adds a line.",
     "chat": "Write a message; the model answers it. Enter sends, Shift+Enter adds a line.",
 }
-state = {"worker": None, "repo": None, "loaded": False, "writing": False, "stop": False, "editing": False,
+state = {"worker": None, "repo": None, "loaded": False, "workers": 1, "writing": False, "stop": False, "editing": False,
          "messages": [], "memory": ""}
 
 
@@ -112,7 +112,7 @@ async def model_loaded(result):
     if not state["messages"] or (state["repo"] is not None and state["repo"] != result["repo"]):
         set_mode(conversation.default_mode(result["repo"]))
         save()
-    state["repo"], state["loaded"] = result["repo"], True
+    state["repo"], state["loaded"], state["workers"] = result["repo"], True, result["workers"]
     update_controls()
     await measure_memory()
     element("stats").textContent = "Memory in use: " + state["memory"]
@@ -120,7 +120,9 @@ async def model_loaded(result):
 
 
 async def measure_memory():
-    state["memory"] = megabytes(await state["worker"].heap_bytes())
+    """The memory of the (largest) model worker, e.g. "240.0 MB" or "130.2 MB in each of 2 workers"."""
+    each = " in each of " + str(state["workers"]) + " workers" if state["workers"] > 1 else ""
+    state["memory"] = megabytes(await state["worker"].heap_bytes()) + each
 
 
 def add_token(reply, token):

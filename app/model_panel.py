@@ -21,6 +21,7 @@ def show_progress(event):
     data = json.loads(event.data)
     if data["kind"] == "status":
         set_status(data["text"])
+    if data["kind"] != "progress":
         return
     files = data["files"]
     received = sum(f[0] for f in files.values())
@@ -58,6 +59,7 @@ async def run_load(label, request):
     element("load").disabled = element("local-files").disabled = True
     set_status("Loading " + label + "…")
     element("file-progress").replaceChildren()
+    state["worker"].setWorkers(workers_wanted())
     request["tiktoken"] = window.RUNTIME.tiktoken
     try:
         result = json.loads(await state["worker"].load(json.dumps(request)))
@@ -70,8 +72,22 @@ async def run_load(label, request):
     if "error" in result:
         set_status("Could not load " + label + ": " + result["error"])
         return
-    set_status("Ready: " + label + " (" + fixed(result["n_params"] / 1e6) + "M parameters) " + load_summary(result))
+    set_status("Ready: " + label + " (" + fixed(result["n_params"] / 1e6) + "M parameters) " + load_summary(result)
+               + workers_summary(result))
     await state["hooks"]["loaded"](result)
+
+
+def workers_wanted():
+    """The Workers field's count (1 to its max), or the count in use if the field is not a number."""
+    field = element("workers")
+    try:
+        return min(max(int(field.value), 1), int(field.max))
+    except ValueError:
+        return state["worker"].n
+
+
+def workers_summary(result):
+    return " · split over " + str(result["workers"]) + " workers" if result["workers"] > 1 else ""
 
 
 def load_summary(result):
@@ -238,6 +254,7 @@ def setup(worker, hooks):
     """Wire the model form, the picker, local files, drag and drop and the cache manager.
     hooks: {"unloaded": called when a load begins, "loaded": awaited with the load's result}."""
     state["worker"], state["hooks"] = worker, hooks
+    element("workers").value = str(worker.n)
     sync_choice()
     on("model-form", "submit", in_background(load_model))
     on("model-choice", "change", on_choice)

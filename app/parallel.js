@@ -1,4 +1,5 @@
-// One model split over several workers (tensor parallelism; engine/parallel.py has the math).
+// The model on every core: split over several workers (tensor parallelism; engine/parallel.py
+// has the math), or on one worker when only one is used.
 //
 //   import { loadParallel } from "./app/parallel.js";
 //   const model = await loadParallel({ repo, revision, endpoint }, { workers: 2 });
@@ -6,9 +7,11 @@
 //   const step = JSON.parse(await model.step());                 // as its step()
 //
 // `model` offers the model worker's exported functions (load, start, step, stop, tokenize,
-// defaults, heap_bytes; JSON strings in and out), so a page can use it in place of the worker.
-// Each worker runs worker/worker.py and holds one shard: a range of the heads, of the MLP's
-// hidden units and of the vocabulary. This module, on the page's thread, is the coordinator:
+// defaults, heap_bytes, cache_models, cache_delete, model_size; JSON strings in and out), so a
+// page uses it in place of the worker; the chat page does (app/main.py). The worker count
+// follows the visitor's cores (workerCount). With several workers, each runs worker/worker.py
+// and holds one shard: a range of the heads, of the MLP's hidden units and of the vocabulary.
+// This module, on the page's thread, is the coordinator:
 // per forward pass it asks every shard for its partial float32 arrays (all shards at once, each
 // in its own worker), sums them in shard order (the all-reduce) and hands the sum back: once
 // for the embeddings, twice per layer, then it concatenates the logits. Shard 0 also holds the
@@ -19,10 +22,14 @@
 
 import { MODEL_WORKER, chooseRuntime, startWorker } from "./runtime.js";
 
-/** How many workers to use: ?workers=N (at most 8), else 1 (later: navigator.hardwareConcurrency). */
-export function workerCount(query = new URLSearchParams(location.search)) {
-  const n = Number.parseInt(query.get("workers") ?? "1", 10);
-  return Number.isFinite(n) && n >= 1 ? Math.min(n, 8) : 1;
+export const MAX_WORKERS = 8;
+
+/** How many workers to use: ?workers=N, else one per logical core of the visitor's machine
+ * (navigator.hardwareConcurrency), else 1; at most MAX_WORKERS. */
+export function workerCount(query = new URLSearchParams(location.search), cores = navigator.hardwareConcurrency) {
+  const asked = Number.parseInt(query.get("workers") ?? "", 10);
+  const n = Number.isFinite(asked) ? asked : cores || 1;
+  return Math.min(Math.max(n, 1), MAX_WORKERS);
 }
 
 /** Sum of equally long Float32Arrays, in order, rounded to float32 after each addition. */
@@ -47,65 +54,156 @@ function concat(parts) {
  * Start `workers` model workers and load the model into them as shards.
  * @param {object} request  the model worker's load request without `tiktoken` ({repo, revision,
  *   endpoint} or {local: {name: URL}})
- * @param {{workers?: number, onProgress?: (event: object) => void}} [options]
+ * @param {{workers?: number, shared?: boolean, onProgress?: (event: object) => void}} [options]
  * @returns {Promise<ParallelModel>}  rejects with the reason if a shard cannot load
  */
 export async function loadParallel(request, { workers = workerCount(), onProgress, shared } = {}) {
-  const model = new ParallelModel(workers, shared);
+  const model = new ParallelModel(workers, { shared });
   const info = JSON.parse(await model.load(JSON.stringify(request), onProgress));
   if (info.error) { model.terminate(); throw new Error(info.error); }
   return model;
 }
 
+/**
+ * The chat page's model: `lead` (the page's model worker) and workers - 1 more, which start
+ * booting now, beside it.
+ * @returns {ParallelModel}
+ */
+export function pageModel(lead, workers) {
+  const model = new ParallelModel(workers, { lead });
+  model.boot().catch(() => {});  // load() boots again and reports
+  return model;
+}
+
+/**
+ * A model on one or several model workers, with the model worker's functions (JSON strings in
+ * and out). With one worker it is that worker's own generation loop; with several, each worker
+ * holds a shard and this object coordinates them. Workers that cannot start are done without
+ * (down to one).
+ */
 export class ParallelModel {
-  #workers = [];
+  #workers = [];    // started workers; the first is the lead (shard 0, the cache, the tokenizer)
+  #active = 0;      // how many hold the loaded model (1: the lead alone, unsplit)
   #nLayer = 0;
   #step = null;     // the pending step's feed: [ids, position]
   #stopped = false;
+  #booting = null;
 
-  /** @param {number} workers  @param {boolean} [shared]  all-reduce through SharedArrayBuffers
-   * (default: when the page is cross-origin isolated) */
-  constructor(workers, shared = globalThis.crossOriginIsolated === true) {
+  /**
+   * @param {number} [workers]  how many workers to use (default: workerCount())
+   * @param {{shared?: boolean, lead?: Worker}} [options]  shared: all-reduce through
+   *   SharedArrayBuffers (default: when the page is cross-origin isolated); lead: a model worker
+   *   already started (the page's <script type="py" worker>) to use as the first one
+   */
+  constructor(workers = workerCount(), { shared = globalThis.crossOriginIsolated === true, lead = null } = {}) {
     this.n = workers;
     this.shared = shared;
     this.timings = { exchanges: 0, exchangeMs: 0 };
+    if (lead) this.#workers.push(lead);
   }
 
-  /** Start the workers (once) and load a model into them: shard 0 first (it fills the browser's
-   * cache), then the others at once from the cache. Same request and reply as worker.load,
-   * plus {workers, shard_bytes: [...]}. */
-  async load(request, onProgress) {
-    const options = { ...JSON.parse(request), tiktoken: (await chooseRuntime()).tiktoken };
-    if (!this.#workers.length) {
-      this.#workers = await Promise.all(Array.from({ length: this.n }, () => startWorker(MODEL_WORKER.src)));
+  /** Start the workers not started yet, all at once (once, however often it is called
+   * meanwhile); resolves to how many run. */
+  boot() {
+    this.#booting ??= this.#startMissing().finally(() => { this.#booting = null; });
+    return this.#booting;
+  }
+
+  async #startMissing() {
+    const missing = Array.from({ length: Math.max(this.n - this.#workers.length, 0) }, () => startWorker(MODEL_WORKER.src));
+    for (const result of await Promise.allSettled(missing)) {
+      if (result.status === "fulfilled") this.#workers.push(result.value);
+      else console.warn("A model worker could not start; going on with fewer:", result.reason);
     }
-    const listener = ({ data }) => typeof data === "string" && onProgress?.(JSON.parse(data));
+    if (!this.#workers.length) throw new Error("no model worker could start");
+    return this.#workers.length;
+  }
+
+  /** Use `n` workers from the next load on (the surplus ones end now). */
+  setWorkers(n) {
+    this.n = n;
+    this.#workers.splice(Math.max(n, 1)).forEach(w => w.terminate());
+    this.#active = Math.min(this.#active, this.#workers.length);
+  }
+
+  get #lead() { return this.#workers[0].sync; }
+
+  /** Load a model (as worker.load: same request and reply, plus {workers, shared, shard_bytes}):
+   * into the lead alone when one worker is used, else as shards: shard 0 first (it fills the
+   * browser's cache), then the others at once from the cache. */
+  async load(request, onProgress) {
+    await this.boot();
+    const options = { ...JSON.parse(request), tiktoken: (await chooseRuntime()).tiktoken };
+    const listener = ({ data }) => {
+      const event = typeof data === "string" ? JSON.parse(data) : {};
+      if (event.kind === "progress" || event.kind === "status") onProgress?.(event);
+    };
     this.#workers[0].addEventListener("message", listener);
-    const load = (w, i) => this.#workers[i].sync.shard_load(JSON.stringify(options), i, this.n).then(JSON.parse);
+    this.#active = 0;
+    this.#step = null;
     try {
-      const lead = await load(this.#workers[0], 0);
-      if (lead.error) return JSON.stringify(lead);
-      const rest = await Promise.all(this.#workers.slice(1).map((w, i) => load(w, i + 1)));
-      const failed = rest.find(info => info.error);
-      if (failed) return JSON.stringify(failed);
-      this.#nLayer = lead.n_layer;
-      if (this.shared) {
-        const floats = n => new Float32Array(new SharedArrayBuffer(4 * n));
-        const ctrl = new Int32Array(new SharedArrayBuffer(8));
-        const data = floats(2 * this.n * lead.n_ctx * lead.n_embd), logits = floats(lead.n_vocab);
-        await Promise.all(this.#workers.map(w => w.sync.shard_share(ctrl, data, logits)));
-      }
-      this.info = { ...lead, workers: this.n, shared: this.shared,
-                    shard_bytes: [lead, ...rest].map(info => info.shard_bytes) };
-      return JSON.stringify(this.info);
+      const info = this.#workers.length === 1 ? await this.#loadWhole(options) : await this.#loadShards(options);
+      if (!info.error) this.info = info;
+      return JSON.stringify(info);
     } finally {
       this.#workers[0].removeEventListener("message", listener);
     }
   }
 
+  async #loadWhole(options) {
+    const info = JSON.parse(await this.#lead.load(JSON.stringify(options)));
+    this.#active = info.error ? 0 : 1;
+    return { ...info, workers: 1, shared: false };
+  }
+
+  /** The lead loads first; once it has the files in the browser's cache (its "shards" event,
+   * with how many shards the model allows) the others load from there, beside it. */
+  async #loadShards(options) {
+    const load = (request, i, n) => this.#workers[i].sync.shard_load(JSON.stringify(request), i, n).then(JSON.parse);
+    let others = Promise.resolve([]);
+    const startOthers = ({ data }) => {
+      const event = typeof data === "string" ? JSON.parse(data) : {};
+      if (event.kind === "shards") {  // same commit as the lead: no second look at the hub's branch
+        const request = event.commit ? { ...options, revision: event.commit } : options;
+        others = Promise.all(Array.from({ length: event.n_shards - 1 }, (_, i) => load(request, i + 1, event.n_shards)));
+      }
+    };
+    this.#workers[0].addEventListener("message", startOthers);
+    let lead, rest;
+    try {
+      lead = await load(options, 0, this.#workers.length);
+      rest = await others;
+    } finally {
+      this.#workers[0].removeEventListener("message", startOthers);
+    }
+    const n = lead.n_shards;  // 1: loaded whole (one head, a .bin, no cache); fewer than the workers: fewer heads
+    await Promise.all(this.#workers.slice(lead.error ? 1 : n).map(w => w.sync.release()));
+    if (lead.error) return lead;
+    if (n === 1) {
+      this.#active = 1;
+      return { ...lead, workers: 1, shared: false };
+    }
+    const failed = rest.find(info => info.error);
+    if (failed) return failed;
+    this.#nLayer = lead.n_layer;
+    const shared = this.shared;
+    if (shared) {
+      const floats = size => new Float32Array(new SharedArrayBuffer(4 * size));
+      const ctrl = new Int32Array(new SharedArrayBuffer(8));
+      const data = floats(2 * n * lead.n_ctx * lead.n_embd), logits = floats(lead.n_vocab);
+      await Promise.all(this.#shards(n).map(s => s.shard_share(ctrl, data, logits)));
+    }
+    this.#active = n;
+    return { ...lead, workers: n, shared, shard_bytes: [lead, ...rest].map(info => info.shard_bytes) };
+  }
+
+  /** The exported functions of the first n workers. */
+  #shards(n = this.#active) { return this.#workers.slice(0, n).map(w => w.sync); }
+
   /** Begin a reply: as worker.start (and the prompt's forward pass runs on the first step). */
   async start(request) {
-    const reply = JSON.parse(await this.#workers[0].sync.shard_start(request));
+    if (this.#active === 1) return this.#lead.start(request);
+    const reply = JSON.parse(await this.#lead.shard_start(request));
     this.#step = reply.feed ?? null;
     this.#stopped = false;
     delete reply.feed;
@@ -114,17 +212,18 @@ export class ParallelModel {
 
   /** The next token: as worker.step. */
   async step() {
+    if (this.#active === 1) return this.#lead.step();
     if (!this.#step || this.#stopped) throw new Error("no reply in progress");
     const [ids, position] = this.#step;
     let reply;
-    if (this.shared) {
+    if (this.info.shared) {
       const t0 = performance.now();
-      const replies = await Promise.all(this.#workers.map(w => w.sync.shard_run(JSON.stringify(ids), position)));
+      const replies = await Promise.all(this.#shards().map(s => s.shard_run(JSON.stringify(ids), position)));
       this.timings.exchanges += 2 * this.#nLayer + 1;
       this.timings.exchangeMs += performance.now() - t0;
       reply = JSON.parse(replies[0]);
     } else {
-      reply = JSON.parse(await this.#workers[0].sync.shard_next(await this.forward(ids, position)));
+      reply = JSON.parse(await this.#lead.shard_next(await this.forward(ids, position)));
     }
     this.#step = reply.feed;
     delete reply.feed;
@@ -133,7 +232,7 @@ export class ParallelModel {
 
   /** One forward pass of `ids` written at cache `position`: the logits after the last one. */
   async forward(ids, position) {
-    const shards = this.#workers.map(w => w.sync);
+    const shards = this.#shards();
     let partials = await Promise.all(shards.map(s => s.shard_feed(JSON.stringify(ids), position)));
     for (let k = 0; k <= 2 * this.#nLayer; k++) {
       const total = allReduce(partials);
@@ -148,23 +247,28 @@ export class ParallelModel {
   async stop() {
     this.#stopped = true;
     this.#step = null;
+    if (this.#active === 1) return this.#lead.stop();
     await this.#workers[0]?.sync.shard_stop();
   }
 
-  async tokenize(text) { return this.#workers[0].sync.shard_tokenize(text); }
-  async defaults() { return this.#workers[0].sync.defaults(); }
+  async tokenize(text) { return this.#active === 1 ? this.#lead.tokenize(text) : this.#lead.shard_tokenize(text); }
+  async defaults() { return this.#lead.defaults(); }
+  async cache_models() { return this.#lead.cache_models(); }
+  async cache_delete(model) { return this.#lead.cache_delete(model); }
+  async model_size(model) { return this.#lead.model_size(model); }
 
   /** The largest WebAssembly memory among the workers. */
   async heap_bytes() {
     return Math.max(...await Promise.all(this.#workers.map(w => w.sync.heap_bytes())));
   }
 
-  /** The shards' workers (PyScript workers; their exports on `.sync`). */
+  /** The workers (PyScript workers; their exports on `.sync`). */
   get workers() { return [...this.#workers]; }
 
   /** End every worker (frees their memory). */
   terminate() {
     this.#workers.forEach(w => w.terminate());
     this.#workers = [];
+    this.#active = 0;
   }
 }

@@ -120,7 +120,12 @@ export async function startPyScript() {
     if (text) element.textContent = text;
     document.head.append(element);
   };
-  add("mpy-config", {}, JSON.stringify({ interpreter: runtime.micropython + "micropython.mjs", files: Object.fromEntries(Object.entries((await (await fetch(new URL("app/main.json", APP_URL), { cache: "no-store" })).json()).files).map(([from, to]) => [new URL(from, APP_URL).href, to])) }));
+  const main = await (await fetch(new URL("app/main.json", APP_URL), { cache: "no-store" })).json();
+  const absolute = paths => Object.fromEntries(Object.entries(paths).map(([from, to]) => [new URL(from, APP_URL).href, to]));
+  add("mpy-config", {}, JSON.stringify({
+    interpreter: runtime.micropython + "micropython.mjs", files: absolute(main.files),
+    js_modules: { main: absolute(main.js_modules.main) },
+  }));
   for (const script of document.querySelectorAll('script[type="py"][worker][config$=".toml"]')) {
     const toml = await (await fetch(script.getAttribute("config"), { cache: "no-store" })).text();
     script.setAttribute("config", `interpreter = ${JSON.stringify(runtime.pyodide + "pyodide.mjs")}\n${toml}`);

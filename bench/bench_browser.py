@@ -1,16 +1,18 @@
 """Browser benchmark: the real page in headless Chromium against the same engine in CPython.
 
-    python bench/bench_browser.py [--model bench/models/gpt2-random] [--repeats 3]
+    python bench/bench_browser.py [--model bench/models/gpt2-random] [--repeats 3] [--workers 1] [--isolated]
 
 Serves index.html (tools/serve.py) and the GPT-2-small-shaped random checkpoint from a local
 Hub (tools/hub_server.py), opens the page in a fresh browser context per repeat and times:
 page open -> "Ready" (cold, from the network), the model-load part the page reports, a second
 visit if the page then loads from its cache, prefill of a 128-token prompt, decode of 128
-greedy tokens and the worker's heap. Prefill and decode call the worker's exported functions
-from JS, as the page's main thread does. Each repeat also runs the engine natively on one
+greedy tokens and the largest worker heap, with the model on --workers workers (the page's
+?workers=; split over several, app/parallel.js; --isolated serves the page cross-origin isolated,
+so the workers share memory). Prefill and decode call the page's model from JS, as its main
+thread does. Each repeat also runs the engine natively on one
 thread (bench_native.measure), so the browser/native ratios -- the headline, since absolute
 times drift on a shared machine -- compare runs made minutes apart. Prints a table of medians
-and writes bench/out/browser.json.
+and writes bench/out/browser-<workers>.json.
 """
 from __future__ import annotations
 
@@ -39,18 +41,13 @@ PROMPT_TOKENS = NEW_TOKENS = 128
 READY_TIMEOUT_S = 300
 
 # Runs in the page: prefill (start + the first step, as bench_native times it) and NEW_TOKENS
-# decode steps through the worker's exported functions (`xworker.sync`, what PyScript's
-# `workers["model"]` resolves to), then the worker's heap size.
+# decode steps through the page's model (`window.modelWorker`: the model worker's functions, on
+# one worker or split over several, app/parallel.js), then the largest worker heap.
 TIME_GENERATION = """
 async ([prompt, settings, steps]) => {
-  const w = document.querySelector('script[type="py"][name="model"]').xworker.sync;
+  const w = window.modelWorker;
   const t0 = performance.now();
-  let info;
-  try {  // start({prompt, settings}); earlier workers took start(prompt, settings)
-    info = JSON.parse(await w.start(JSON.stringify({ prompt, settings: JSON.parse(settings) })));
-  } catch {
-    info = JSON.parse(await w.start(prompt, settings));
-  }
+  const info = JSON.parse(await w.start(JSON.stringify({ prompt, settings: JSON.parse(settings) })));
   let token = JSON.parse(await w.step());
   const t1 = performance.now();
   let n = 0;
@@ -153,7 +150,7 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def print_table(r: dict, repeats: int) -> None:
+def print_table(r: dict, repeats: int, workers: int, isolated: bool) -> None:
     rows = [
         ("time to Ready, cold (page open -> Ready)", "s", fmt(r["browser_ready_cold_s"]), ""),
         ("  of which model load (page's 'loaded in')", "s", fmt(r["browser_load_cold_s"]), fmt(r["native_load_s"])),
@@ -161,11 +158,12 @@ def print_table(r: dict, repeats: int) -> None:
         (f"prefill, {PROMPT_TOKENS} tokens", "ms", fmt(r["browser_prefill_ms"], 0), fmt(r["native_prefill_ms"], 0)),
         (f"decode, {NEW_TOKENS} tokens greedy", "tok/s", fmt(r["browser_decode_tok_s"]), fmt(r["native_decode_tok_s"])),
         ("  per step", "ms", fmt(r["browser_step_ms"]), fmt(1e3 / r["native_decode_tok_s"])),
-        ("worker heap after decode", "MB", fmt(r["browser_heap_mb"], 0), ""),
+        ("largest worker heap after decode", "MB", fmt(r["browser_heap_mb"], 0), ""),
         ("prefill time browser/native", "x", fmt(r["prefill_ratio"], 2), ""),
         ("decode speed browser/native", "x", fmt(r["decode_ratio"], 2), ""),
     ]
-    print(f"\n| GPT-2 124M random, medians of {repeats} | unit | Chromium (Pyodide) | CPython 1 thread |")
+    page = f"Chromium, {workers} worker{'s' if workers > 1 else ''}" + (", isolated" if isolated else "")
+    print(f"\n| GPT-2 124M random, medians of {repeats} | unit | {page} | CPython 1 thread |")
     print("| --- | --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
@@ -175,16 +173,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--isolated", action="store_true", help="serve with COOP/COEP (SharedArrayBuffer)")
     args = parser.parse_args()
     model, native_load_s = load_timed(args.model)
     prompt = prompt_of(model.tokenizer, PROMPT_TOKENS)
     settings = json.dumps({"temperature": 0, "repetition_penalty": 1, "max_new_tokens": NEW_TOKENS + 1})
 
     browser_runs, native_runs = [], []
-    with AppServer(ROOT) as app, HubServer({REPO: {"main": args.model}}) as hub, sync_playwright() as p:
+    with AppServer(ROOT, isolated=args.isolated) as app, HubServer({REPO: {"main": args.model}}) as hub, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         url = f"{app.url}/?" + urlencode({"model": REPO, "endpoint": hub.url, "temperature": 0,
-                                          "max_new_tokens": NEW_TOKENS + 1})
+                                          "max_new_tokens": NEW_TOKENS + 1, "workers": args.workers})
         for i in range(args.repeats):
             # A second visit costs a full download while the page has no cache: look once.
             try_warm = i == 0 or any(r["ready_warm_s"] is not None for r in browser_runs)
@@ -196,13 +196,13 @@ def main() -> None:
         browser.close()
 
     result = summarize(browser_runs, native_runs) | {
-        "model": str(args.model), "repeats": args.repeats, "prompt_tokens": PROMPT_TOKENS, "new_tokens": NEW_TOKENS,
+        "model": str(args.model), "repeats": args.repeats, "workers": args.workers, "isolated": args.isolated, "prompt_tokens": PROMPT_TOKENS, "new_tokens": NEW_TOKENS,
         "browser_runs": browser_runs, "native_runs": native_runs,
     }
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "browser.json").write_text(json.dumps(result, indent=2))
-    print_table(result, args.repeats)
+    (out / f"browser-{args.workers}{'-isolated' if args.isolated else ''}.json").write_text(json.dumps(result, indent=2))
+    print_table(result, args.repeats, args.workers, args.isolated)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,12 @@ it says which ids to feed where and turns the logits that come back into Steps.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from .generation import Decoder, Step, TokenizerLike
-from .gpt2 import (GPT2Config, KVCache, Params, attention, gelu, layer_norm, linear, matmul_t, merge_heads,
+from .gpt2 import (Block, GPT2Config, KVCache, Params, attention, gelu, layer_norm, linear, matmul_t, merge_heads,
                    split_heads)
 from .sampling import GenerationSettings
 
@@ -49,56 +49,63 @@ def all_reduce(partials: Sequence[np.ndarray]) -> np.ndarray:
     return total
 
 
-@dataclass
-class ShardBlock:
-    """A transformer block's share: its heads and hidden units; norms and output biases whole."""
+class ShardSlicer:
+    """What shard `index` of n_shards keeps of each parameter: the rows of W_qkv and b_qkv of
+    its heads' q, k, v, their columns of w_attn_proj, its hidden units' rows of w_fc and b_fc
+    and columns of w_mlp_proj, its vocabulary rows of wte and lm_head, wpe on shard 0 only;
+    the rest whole. Called as keep(field, array), for model_loader.weights.ParamsBuilder."""
 
-    ln_1_g: np.ndarray
-    ln_1_b: np.ndarray
-    w_qkv: np.ndarray        # (3 * heads * head_dim, n_embd): this shard's q, k, v rows
-    b_qkv: np.ndarray
-    w_attn_proj: np.ndarray  # (n_embd, heads * head_dim)
-    b_attn_proj: np.ndarray  # whole; added once to the sum
-    ln_2_g: np.ndarray
-    ln_2_b: np.ndarray
-    w_fc: np.ndarray         # (hidden units, n_embd)
-    b_fc: np.ndarray
-    w_mlp_proj: np.ndarray   # (n_embd, hidden units)
-    b_mlp_proj: np.ndarray   # whole; added once to the sum
+    def __init__(self, config: GPT2Config, index: int, n_shards: int):
+        if not 1 <= n_shards <= config.n_head:
+            raise ValueError(f"{n_shards} shards for {config.n_head} heads: use 1 to {config.n_head}")
+        c, d = config.n_embd, config.head_dim
+        self.index = index
+        self.heads = split_range(config.n_head, n_shards, index)
+        self.vocab = split_range(config.n_vocab, n_shards, index)
+        cols = slice(self.heads.start * d, self.heads.stop * d)
+        qkv = np.r_[cols, c + cols.start:c + cols.stop, 2 * c + cols.start:2 * c + cols.stop]
+        inner = split_range(config.n_inner, n_shards, index)
+        self.parts = {"w_qkv": qkv, "b_qkv": qkv, "w_attn_proj": (slice(None), cols), "w_fc": inner, "b_fc": inner,
+                      "w_mlp_proj": (slice(None), inner), "wte": self.vocab, "lm_head": self.vocab}
+
+    def rows(self, field: str) -> slice | None:
+        """The rows of a stored tensor this shard keeps, for the fields it keeps rows of (its
+        vocabulary of wte and lm_head; none of wpe off shard 0), so a reader can skip the rest."""
+        if field == "wpe":
+            return slice(0, 0) if self.index else None
+        return self.vocab if field in ("wte", "lm_head") else None
+
+    def __call__(self, field: str, array: np.ndarray) -> np.ndarray | None:
+        """This shard's part of a parameter (a Block field, or wte, wpe, ln_f_g, ln_f_b, lm_head),
+        as a C-contiguous copy that holds no reference to `array`; None for wpe off shard 0."""
+        if field == "wpe" and self.index:
+            return None
+        return array[self.parts.get(field, ...)].copy()
 
 
-def slice_params(params: Params, config: GPT2Config, index: int, n_shards: int) -> tuple[list[ShardBlock], dict]:
-    """Shard `index` of n_shards: its blocks and {wte, lm_head, vocab, wpe, ln_f_g, ln_f_b, heads}.
-    Every array is a C-contiguous copy, so the whole Params can be freed afterwards."""
-    if not 1 <= n_shards <= config.n_head:
-        raise ValueError(f"{n_shards} shards for {config.n_head} heads: use 1 to {config.n_head}")
-    c, d = config.n_embd, config.head_dim
-    heads = split_range(config.n_head, n_shards, index)
-    cols = slice(heads.start * d, heads.stop * d)
-    qkv = np.r_[cols, c + cols.start:c + cols.stop, 2 * c + cols.start:2 * c + cols.stop]
-    inner = split_range(config.n_inner, n_shards, index)
-    copy = np.ascontiguousarray
-    blocks = [ShardBlock(copy(b.ln_1_g), copy(b.ln_1_b), copy(b.w_qkv[qkv]), copy(b.b_qkv[qkv]),
-                         copy(b.w_attn_proj[:, cols]), copy(b.b_attn_proj), copy(b.ln_2_g), copy(b.ln_2_b),
-                         copy(b.w_fc[inner]), copy(b.b_fc[inner]), copy(b.w_mlp_proj[:, inner]), copy(b.b_mlp_proj))
-              for b in params.blocks]
-    vocab = split_range(config.n_vocab, n_shards, index)
-    wte = copy(params.wte[vocab])
-    lm_head = wte if params.lm_head is params.wte else copy(params.lm_head[vocab])
-    return blocks, {"wte": wte, "lm_head": lm_head, "vocab": vocab, "heads": heads,
-                    "wpe": copy(params.wpe) if index == 0 else None,
-                    "ln_f_g": copy(params.ln_f_g), "ln_f_b": copy(params.ln_f_b)}
+def slice_params(params: Params, config: GPT2Config, index: int, n_shards: int) -> Params:
+    """Shard `index` of n_shards's parts of the whole params (see ShardSlicer): copies, so the
+    whole Params can be freed afterwards. A tied LM head stays the same array as wte."""
+    keep = ShardSlicer(config, index, n_shards)
+    wte = keep("wte", params.wte)
+    return Params(wte=wte, wpe=keep("wpe", params.wpe),
+                  blocks=[Block(**{field: keep(field, a) for field, a in vars(b).items()}) for b in params.blocks],
+                  ln_f_g=keep("ln_f_g", params.ln_f_g), ln_f_b=keep("ln_f_b", params.ln_f_b),
+                  lm_head=wte if params.lm_head is params.wte else keep("lm_head", params.lm_head))
 
 
 class Shard:
     """One worker's part of the model and its state between two exchanges."""
 
-    def __init__(self, params: Params, config: GPT2Config, index: int, n_shards: int):
+    def __init__(self, params: Params, config: GPT2Config, index: int, n_shards: int, *, sliced: bool = False):
+        """Shard `index` of n_shards of the whole `params`; or, when `sliced`, of params that
+        already are that shard's parts (slice_params, or a checkpoint read with ShardSlicer)."""
+        slicer = ShardSlicer(config, index, n_shards)
+        parts = params if sliced else slice_params(params, config, index, n_shards)
         self.config, self.index, self.n_shards = config, index, n_shards
-        self.blocks, rest = slice_params(params, config, index, n_shards)
-        self.wte, self.lm_head, self.wpe = rest["wte"], rest["lm_head"], rest["wpe"]
-        self.ln_f_g, self.ln_f_b, self.vocab = rest["ln_f_g"], rest["ln_f_b"], rest["vocab"]
-        self.n_head = rest["heads"].stop - rest["heads"].start
+        self.blocks, self.wte, self.lm_head, self.wpe = parts.blocks, parts.wte, parts.lm_head, parts.wpe
+        self.ln_f_g, self.ln_f_b, self.vocab = parts.ln_f_g, parts.ln_f_b, slicer.vocab
+        self.n_head = slicer.heads.stop - slicer.heads.start
         local = replace(config, n_head=self.n_head, n_embd=self.n_head * config.head_dim)
         self.cache = KVCache(local)
         self.x: np.ndarray | None = None
@@ -158,7 +165,7 @@ class Shard:
         """The rows answered by a layer: the last one only in the last layer of a last_only pass."""
         return slice(-1, None) if self.last_only and layer == self.config.n_layer - 1 else slice(None)
 
-    def attention_partial(self, block: ShardBlock, layer: int) -> np.ndarray:
+    def attention_partial(self, block: Block, layer: int) -> np.ndarray:
         """This shard's heads: their keys/values go to the cache; returns their part of the
         output projection (T', n_embd), without the bias."""
         x = layer_norm(self.x, block.ln_1_g, block.ln_1_b, self.config.eps)
@@ -192,5 +199,5 @@ def make_shards(params: Params, config: GPT2Config, n_shards: int) -> list[Shard
     return [Shard(params, config, i, n_shards) for i in range(n_shards)]
 
 
-__all__ = ["Shard", "ShardBlock", "all_reduce", "generate_sharded", "make_shards", "run_shards",
+__all__ = ["Shard", "ShardSlicer", "all_reduce", "generate_sharded", "make_shards", "run_shards",
            "slice_params", "split_range"]

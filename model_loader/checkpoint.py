@@ -2,21 +2,31 @@
 
 Fetching is left to the caller (a folder, an HTTP download, the browser's fetch): they ask
 `files_to_fetch` what to get next until it answers nothing, then call `assemble_model`.
+
+A safetensors checkpoint can also be read as a stream of byte blocks (chunks of a download or
+of the browser's cache) straight into Params, keeping of each tensor only what `keep` keeps (a
+shard's slice, say), so memory holds the kept parts, the tensor being read and one block:
+
+    builder = ParamsBuilder(config, keep)
+    stream = SafetensorsStream(size, builder.add, builder.rows)  # one stream per file of the checkpoint
+    for block in blocks:                           # the browser: as each block arrives
+        stream.feed(block)
+    stream.finish()
+    params = builder.finish()
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from engine import Model
+from engine import GPT2Config, Model, Params
 
 from .config import parse_config
-from .safetensors import read_safetensors
+from .safetensors import Buffer, SafetensorsStream, read_safetensors
 from .tokenizer import Tokenizer, Vocabulary, read_vocabulary, tiktoken_tokenizer
 from .torch_pickle import read_torch_checkpoint
-from .weights import build_params
+from .weights import Keep, ParamsBuilder, build_params
 
-Buffer = bytes | bytearray | memoryview
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
 SAFETENSORS, INDEX, TORCH_BIN = "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"
 
@@ -47,20 +57,36 @@ def shard_names(index: Buffer) -> list[str]:
         raise MissingFileError(f"{INDEX} has no valid weight_map") from None
 
 
-def read_tensors(have: Mapping[str, Buffer | None]) -> dict:
-    """All tensors of the checkpoint: single safetensors, sharded safetensors or a .bin."""
+def is_weights(name: str) -> bool:
+    """Whether a checkpoint file holds weights (the big ones)."""
+    return name.endswith((".safetensors", ".bin"))
+
+
+def weight_files(have: Mapping[str, object | None]) -> list[str]:
+    """The files that hold the weights, in order: model.safetensors, the shards the index
+    lists, or pytorch_model.bin."""
     if have.get(SAFETENSORS) is not None:
-        return read_safetensors(have[SAFETENSORS])
+        return [SAFETENSORS]
     if have.get(INDEX) is not None:
-        tensors = {}
-        for shard in shard_names(have[INDEX]):
+        shards = shard_names(have[INDEX])
+        for shard in shards:
             if have.get(shard) is None:
                 raise MissingFileError(f"shard {shard} listed in {INDEX} is missing")
-            tensors.update(read_safetensors(have[shard]))
-        return tensors
+        return shards
     if have.get(TORCH_BIN) is not None:
-        return read_torch_checkpoint(have[TORCH_BIN])
+        return [TORCH_BIN]
     raise MissingFileError(f"no weights: none of {SAFETENSORS}, {INDEX}, {TORCH_BIN}")
+
+
+def read_tensors(have: Mapping[str, Buffer | None]) -> dict:
+    """All tensors of the checkpoint: single safetensors, sharded safetensors or a .bin."""
+    names = weight_files(have)
+    if names == [TORCH_BIN]:
+        return read_torch_checkpoint(have[TORCH_BIN])
+    tensors = {}
+    for name in names:
+        tensors.update(read_safetensors(have[name]))
+    return tensors
 
 
 def require(have: Mapping[str, Buffer | None], name: str) -> Buffer:
@@ -79,6 +105,27 @@ def assemble_model(have: Mapping[str, Buffer | None], tokenizer: Tokenizer | Non
     what is wrong."""
     config = parse_config(bytes(require(have, "config.json")))
     tokenizer = tokenizer or tiktoken_tokenizer(read_tokenizer_files(have))
+    check_vocabulary(tokenizer, config)
+    return Model(config, build_params(read_tensors(have), config), tokenizer)
+
+
+def check_vocabulary(tokenizer: Tokenizer, config: GPT2Config) -> None:
     if tokenizer.n_vocab > config.n_vocab:
         raise ValueError(f"the tokenizer has {tokenizer.n_vocab} tokens but the model only {config.n_vocab}")
-    return Model(config, build_params(read_tensors(have), config), tokenizer)
+
+
+def feed_file(builder: ParamsBuilder, blocks: Iterable[Buffer], size: int) -> None:
+    """Read one safetensors file of `size` bytes, block by block, into the builder (call once
+    per file of a sharded checkpoint)."""
+    stream = SafetensorsStream(size, builder.add, builder.rows)
+    for block in blocks:
+        stream.feed(block)
+    stream.finish()
+
+
+def stream_params(config: GPT2Config, blocks: Iterable[Buffer], size: int, keep: Keep | None = None) -> Params:
+    """The Params of a safetensors file of `size` bytes given block by block, each tensor cut
+    down by keep(field, array) as it arrives (see ParamsBuilder)."""
+    builder = ParamsBuilder(config, keep)
+    feed_file(builder, blocks, size)
+    return builder.finish()

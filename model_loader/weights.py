@@ -1,6 +1,8 @@
 """Checkpoint tensors (Hugging Face names, any file format) -> the engine's float32 Params."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from engine import GPT2Config, Params
@@ -31,57 +33,98 @@ def transposed_in_place(array: np.ndarray) -> np.ndarray:
     return flat.reshape(transposed.shape)
 
 
-class TensorTaker:
-    """Hands out each named tensor once, as float32 of the expected shape, then forgets it.
-    Writable float32 tensors (views into a buffer handed over, like a download) are used in
-    place, transposed over themselves where needed; others are copied."""
+def engine_array(dtype_name: str, array: np.ndarray, transpose: bool) -> np.ndarray:
+    """A checkpoint tensor as a C-contiguous float32 array, transposed if asked. Writable float32
+    tensors (in a buffer handed over, like a download) are used in place, transposed over
+    themselves where needed; others are copied."""
+    if dtype_name == "F32" and array.flags.writeable and array.flags.aligned and array.flags.c_contiguous:
+        return transposed_in_place(array) if transpose else array
+    return np.ascontiguousarray(to_float32(dtype_name, array.T if transpose else array))
 
-    def __init__(self, tensors: dict[str, tuple[str, np.ndarray]]):
-        self.tensors = {name.removeprefix("transformer."): value for name, value in tensors.items()
-                        if not name.endswith(IGNORED_SUFFIXES)}
 
-    def take(self, name: str, shape: tuple[int, ...], transpose: bool = False) -> np.ndarray:
-        if name not in self.tensors:
-            raise WeightsError(f"tensor {name} is missing")
-        dtype_name, array = self.tensors.pop(name)
+BLOCK_TENSORS = {  # Hugging Face name within block i (h.{i}.) -> Block field
+    "ln_1.weight": "ln_1_g", "ln_1.bias": "ln_1_b", "attn.c_attn.weight": "w_qkv", "attn.c_attn.bias": "b_qkv",
+    "attn.c_proj.weight": "w_attn_proj", "attn.c_proj.bias": "b_attn_proj", "ln_2.weight": "ln_2_g",
+    "ln_2.bias": "ln_2_b", "mlp.c_fc.weight": "w_fc", "mlp.c_fc.bias": "b_fc", "mlp.c_proj.weight": "w_mlp_proj",
+    "mlp.c_proj.bias": "b_mlp_proj",
+}
+TOP_TENSORS = {"wte.weight": "wte", "wpe.weight": "wpe", "ln_f.weight": "ln_f_g", "ln_f.bias": "ln_f_b",
+               "lm_head.weight": "lm_head"}
+CONV1D = {"w_qkv", "w_attn_proj", "w_fc", "w_mlp_proj"}  # stored (in, out); the engine wants (out, in)
+OPTIONAL = {"lm_head.weight"}  # absent: tied to wte
+Keep = Callable[[str, np.ndarray], np.ndarray | None]
+
+
+def stored_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:
+    """The shape of each field's tensor in a checkpoint."""
+    c, inner, vocab = config.n_embd, config.n_inner, config.n_vocab
+    return {"ln_1_g": (c,), "ln_1_b": (c,), "w_qkv": (c, 3 * c), "b_qkv": (3 * c,), "w_attn_proj": (c, c),
+            "b_attn_proj": (c,), "ln_2_g": (c,), "ln_2_b": (c,), "w_fc": (c, inner), "b_fc": (inner,),
+            "w_mlp_proj": (inner, c), "b_mlp_proj": (c,), "wte": (vocab, c), "wpe": (config.n_ctx, c),
+            "ln_f_g": (c,), "ln_f_b": (c,), "lm_head": (vocab, c)}
+
+
+def tensor_table(config: GPT2Config) -> dict[str, tuple[str, int | None]]:
+    """Every tensor of the checkpoint (names without "transformer.") -> (field, layer or None)."""
+    table = {f"h.{i}.{name}": (field, i) for i in range(config.n_layer) for name, field in BLOCK_TENSORS.items()}
+    return table | {name: (field, None) for name, field in TOP_TENSORS.items()}
+
+
+class ParamsBuilder:
+    """Builds Params from checkpoint tensors handed over one at a time, in any order. Each is
+    checked, made float32 in the engine's layout, then passed to keep(field, array), which
+    returns what to keep of it (a shard's slice, say; None: nothing), so the whole tensor can
+    be freed at once."""
+
+    def __init__(self, config: GPT2Config, keep: Keep | None = None):
+        self.config, self.keep = config, keep or (lambda field, array: array)
+        self.table, self.shapes = tensor_table(config), stored_shapes(config)
+        self.arrays: dict[int | None, dict[str, np.ndarray | None]] = {i: {} for i in [None, *range(config.n_layer)]}
+
+    def rows(self, name: str) -> slice | None:
+        """The rows of a tensor that keep wants, when it only wants some rows of it (keep.rows):
+        a reader may then read only those and hand them to `add` (SafetensorsStream's rows)."""
+        rows, entry = getattr(self.keep, "rows", None), self.table.get(name.removeprefix("transformer."))
+        return rows(entry[0]) if rows and entry else None
+
+    def add(self, name: str, dtype_name: str, array: np.ndarray) -> None:
+        """Take one tensor of the checkpoint (only self.rows(name) of it, when that is not None);
+        the caller may free it when this returns."""
+        rows = self.rows(name)
+        name = name.removeprefix("transformer.")
+        if name.endswith(IGNORED_SUFFIXES):
+            return
+        if name not in self.table:
+            raise WeightsError(f"unexpected tensor {name} (not a GPT-2 of this config?)")
+        field, layer = self.table[name]
+        if field in self.arrays[layer]:
+            raise WeightsError(f"tensor {name} appears twice")
+        shape = self.shapes[field]
+        if rows is not None:
+            shape = (len(range(*rows.indices(shape[0]))), *shape[1:])
         if array.shape != shape:
             raise WeightsError(f"tensor {name} has shape {tuple(array.shape)}, expected {shape}")
-        if dtype_name == "F32" and array.flags.writeable and array.flags.aligned and array.flags.c_contiguous:
-            return transposed_in_place(array) if transpose else array
-        out = to_float32(dtype_name, array.T if transpose else array)
-        return np.ascontiguousarray(out)
+        array = engine_array(dtype_name, array, field in CONV1D)
+        self.arrays[layer][field] = self.keep(field, array) if rows is None else (array if array.size else None)
 
-    def conv1d(self, name: str, n_in: int, n_out: int) -> np.ndarray:
-        """Hugging Face stores GPT-2's linear weights (in, out); the engine wants (out, in)."""
-        return self.take(name, (n_in, n_out), transpose=True)
+    def finish(self) -> Params:
+        """The Params, once every tensor came."""
+        for name, (field, layer) in self.table.items():
+            if field not in self.arrays[layer] and name not in OPTIONAL:
+                raise WeightsError(f"tensor {name} is missing")
+        top, blocks = self.arrays[None], [Block(**self.arrays[i]) for i in range(self.config.n_layer)]
+        return Params(wte=top["wte"], wpe=top["wpe"], blocks=blocks, ln_f_g=top["ln_f_g"], ln_f_b=top["ln_f_b"],
+                      lm_head=tied_or_own(top.get("lm_head"), top["wte"]))
 
 
 def build_params(tensors: dict[str, tuple[str, np.ndarray]], config: GPT2Config) -> Params:
     """Check every tensor against the config and lay the weights out for the engine."""
-    t = TensorTaker(tensors)
-    c, inner = config.n_embd, config.n_inner
-    blocks = []
-    for i in range(config.n_layer):
-        p = f"h.{i}."
-        blocks.append(Block(
-            ln_1_g=t.take(p + "ln_1.weight", (c,)), ln_1_b=t.take(p + "ln_1.bias", (c,)),
-            w_qkv=t.conv1d(p + "attn.c_attn.weight", c, 3 * c), b_qkv=t.take(p + "attn.c_attn.bias", (3 * c,)),
-            w_attn_proj=t.conv1d(p + "attn.c_proj.weight", c, c), b_attn_proj=t.take(p + "attn.c_proj.bias", (c,)),
-            ln_2_g=t.take(p + "ln_2.weight", (c,)), ln_2_b=t.take(p + "ln_2.bias", (c,)),
-            w_fc=t.conv1d(p + "mlp.c_fc.weight", c, inner), b_fc=t.take(p + "mlp.c_fc.bias", (inner,)),
-            w_mlp_proj=t.conv1d(p + "mlp.c_proj.weight", inner, c), b_mlp_proj=t.take(p + "mlp.c_proj.bias", (c,)),
-        ))
-    wte = t.take("wte.weight", (config.n_vocab, c))
-    params = Params(
-        wte=wte, wpe=t.take("wpe.weight", (config.n_ctx, c)), blocks=blocks,
-        ln_f_g=t.take("ln_f.weight", (c,)), ln_f_b=t.take("ln_f.bias", (c,)),
-        lm_head=wte if "lm_head.weight" not in t.tensors else tied_or_own(t.take("lm_head.weight", (config.n_vocab, c)), wte),
-    )
-    if t.tensors:
-        raise WeightsError(f"unexpected tensors (not a GPT-2 of this config?): {sorted(t.tensors)[:5]}")
-    return params
+    builder = ParamsBuilder(config)
+    for name, (dtype_name, array) in tensors.items():
+        builder.add(name, dtype_name, array)
+    return builder.finish()
 
 
-def tied_or_own(lm_head: np.ndarray, wte: np.ndarray) -> np.ndarray:
-    """GPT-2 ties the LM head to the token embedding: keep one copy when they are equal."""
-    return wte if np.array_equal(lm_head, wte) else lm_head
+def tied_or_own(lm_head: np.ndarray | None, wte: np.ndarray) -> np.ndarray:
+    """GPT-2 ties the LM head to the token embedding: one array when it has none or they are equal."""
+    return wte if lm_head is None or np.array_equal(lm_head, wte) else lm_head

@@ -34,7 +34,7 @@ def copy_of(tmp_path: Path, name: str = "tiny") -> Path:
 ONE = {"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
 
 
-@pytest.mark.parametrize("raw, message", [
+BAD_FILES = [  # (bytes, what the error says)
     (b"\x01\x02", "too short"),
     (struct.pack("<Q", 1000) + b"{}", "past the end"),
     (struct.pack("<Q", 5) + b"{nope", "not valid JSON"),
@@ -44,7 +44,10 @@ ONE = {"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
     (safetensors_bytes({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
                         "y": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, bytes(12)), "overlap"),
     (safetensors_bytes({"x": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, bytes(8)), "bad shape"),
-])
+]
+
+
+@pytest.mark.parametrize("raw, message", BAD_FILES)
 def test_bad_safetensors_are_refused(raw, message):
     with pytest.raises(SafetensorsError, match=message):
         read_safetensors(raw)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from support import MODEL_NAMES, fixture_model, reference
+from support import MODEL_NAMES, MODELS, fixture_model, reference
 from engine import GenerationSettings
 from engine.generation import Decoder
+from model_loader.safetensors import read_safetensors
+from model_loader.weights import build_params
 from engine.parallel import all_reduce, generate_sharded, make_shards, run_shards, split_range
 
 SHARDINGS = [(name, n) for name in MODEL_NAMES for n in (1, 2, 3) if n <= fixture_model(name).config.n_head]
@@ -100,3 +102,14 @@ def test_decoder_reports_prompt_tokens_and_first_feed():
     decoder = Decoder(model.config, model.tokenizer, "Hello world", GenerationSettings())
     ids = model.tokenizer.encode("Hello world")
     assert decoder.prompt_tokens == len(ids) and decoder.feed == (ids, 0)
+
+
+def test_shards_hold_no_view_of_the_checkpoint_buffer():
+    """Weights built in place in a download buffer: every shard copies its parts out, so the
+    buffer (the whole model) can be freed."""
+    model = fixture_model("tiny")
+    buffer = bytearray((MODELS / "tiny" / "model.safetensors").read_bytes())
+    params, whole = build_params(read_safetensors(buffer), model.config), np.frombuffer(buffer, np.uint8)
+    for shard in make_shards(params, model.config, 2):
+        arrays = [shard.wte, shard.wpe, shard.ln_f_g, shard.ln_f_b, *(a for b in shard.blocks for a in vars(b).values())]
+        assert not any(np.shares_memory(a, whole) for a in arrays if a is not None)

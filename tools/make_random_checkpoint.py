@@ -51,6 +51,22 @@ def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], seed: int)
             f.write(values.astype("<f4").tobytes())
 
 
+def make_checkpoint(out: Path, n_layer: int = 12, n_embd: int = 768, n_head: int = 12, n_ctx: int = 1024,
+                    seed: int = 0) -> Path:
+    """A random GPT-2 (GPT-2's tokenizer and vocabulary) in `out`: config.json, vocab.json,
+    merges.txt, model.safetensors."""
+    out.mkdir(parents=True, exist_ok=True)
+    n_vocab = 50257
+    config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "activation_function": "gelu_new",
+              "vocab_size": n_vocab, "n_positions": n_ctx, "n_embd": n_embd, "n_head": n_head,
+              "n_layer": n_layer, "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(TOKENIZER / name, out / name)
+    write_safetensors(out / "model.safetensors", gpt2_shapes(n_layer, n_embd, n_ctx, n_vocab), seed)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
@@ -60,17 +76,7 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    n_vocab = 50257
-    config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "activation_function": "gelu_new",
-              "vocab_size": n_vocab, "n_positions": args.n_ctx, "n_embd": args.n_embd, "n_head": args.n_head,
-              "n_layer": args.n_layer, "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256}
-    (args.out / "config.json").write_text(json.dumps(config, indent=2))
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copy(TOKENIZER / name, args.out / name)
-    write_safetensors(args.out / "model.safetensors", gpt2_shapes(args.n_layer, args.n_embd, args.n_ctx, n_vocab),
-                      args.seed)
-    print(args.out)
+    print(make_checkpoint(args.out, args.n_layer, args.n_embd, args.n_head, args.n_ctx, args.seed))
 
 
 if __name__ == "__main__":

@@ -4,12 +4,16 @@ the cache turns itself off and says why; downloads then carry on from memory."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import js
 from pyodide.ffi import JsException, to_js
 
 from pyscript.js_modules import idb
 from worker.chunk_store import FileKey, chunk_count, chunk_span, entry_problem, resumable_bytes, summarize
+
+
+READ_BLOCK = 4 * 2**20  # bytes of a cached file copied into the worker's memory at a time
 
 
 def js_key(parts) -> object:
@@ -90,6 +94,24 @@ class Cache:
                 return False
             js.Uint8Array.new(data).assign_to(buffer[start:stop])
         return True
+
+    async def chunks(self, key: FileKey, size: int, on_bytes) -> AsyncIterator[memoryview]:
+        """The stored file's bytes in blocks of READ_BLOCK (one view, reused for the next block:
+        a chunk is copied into the worker's memory a block at a time); on_bytes(received, size,
+        True) after each chunk. Raises OSError if a chunk went missing."""
+        buffer = memoryview(bytearray(min(READ_BLOCK, size)))
+        for index in range(chunk_count(size)):
+            start, stop = chunk_span(index, size)
+            data = await self.guard(lambda: idb.get(self.db, "chunks", js_key((*key, index))))
+            if data is None or data.byteLength != stop - start:
+                await self.delete(key)
+                raise OSError(f"{key[3]}: the browser cache lost part of it; press Load model to fetch it again")
+            chunk = js.Uint8Array.new(data)
+            for at in range(0, stop - start, READ_BLOCK):
+                n = min(READ_BLOCK, stop - start - at)
+                chunk.subarray(at, at + n).assign_to(buffer[:n])
+                yield buffer[:n]
+            on_bytes(stop, size, True)
 
     async def write_manifest(self, key: FileKey, manifest: dict) -> None:
         await self.guard(lambda: idb.put(self.db, "files", js_key(key), json.dumps(manifest)))

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import js
 from pyodide.ffi import JsException, to_js
 
-from model_loader.checkpoint import files_to_fetch
+from model_loader.checkpoint import files_to_fetch, is_weights
 from worker.cache import Cache
-from worker.chunk_store import (FileKey, IntegrityError, absent_manifest, check_download, chunk_count,
+from worker.chunk_store import (CHUNK_SIZE, FileKey, IntegrityError, absent_manifest, check_download, chunk_count,
                                 chunk_span, complete_manifest, file_key, full_chunks, is_commit,
                                 partial_manifest, sha256_from_etag)
 
@@ -250,6 +250,62 @@ async def resolve_revision(endpoint: str, repo: str, revision: str, cache: Cache
 
 
 @dataclass
+class WeightStream:
+    """A weight file to read block by block: from the cache's chunks, a response's body, or
+    memory (a download just made). `blocks()` may be iterated once."""
+
+    size: int
+    blocks: Callable[[], AsyncIterator[memoryview]]
+    data: bytearray | None = None  # the whole file, when it is in memory anyway
+
+    async def whole(self) -> bytearray:
+        """The whole file in memory."""
+        if self.data is None:
+            self.data, at = bytearray(self.size), 0
+            async for block in self.blocks():
+                self.data[at:at + len(block)] = block
+                at += len(block)
+        return self.data
+
+
+async def memory_blocks(data: bytearray) -> AsyncIterator[memoryview]:
+    for start in range(0, len(data), CHUNK_SIZE):
+        yield memoryview(data)[start:start + CHUNK_SIZE]
+
+
+async def body_blocks(response, size: int, on_bytes: OnBytes) -> AsyncIterator[memoryview]:
+    reader, received = response.body.getReader(), 0
+    while not (chunk := await reader.read()).done:
+        received += chunk.value.length
+        yield chunk.value.to_memoryview()
+        on_bytes(received, size, False)
+
+
+async def open_weights(url: str | None, key: FileKey, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
+    """A weight file as a stream (None if the source lacks it): the cached copy chunk by chunk;
+    else, with the cache off (the visitor's files), the response body as it arrives; else a
+    download into the cache (fetch_file), in memory."""
+    if url is None:
+        return None
+    manifest = await cache.good_entry(key)
+    if manifest is not None:
+        return None if manifest["absent"] else WeightStream(manifest["size"], lambda: cache.chunks(key, manifest["size"], on_bytes))
+    if cache.off is not None:
+        response = await request(url)
+        if response.status == 404:
+            return None
+        if not response.ok:
+            raise DownloadError(f"{key[3]}: HTTP {response.status}")
+        size = response_span(response)[1]
+        if size is None:
+            data = bytearray((await response.arrayBuffer()).to_bytes())
+            return WeightStream(len(data), lambda: memory_blocks(data), data)
+        return WeightStream(size, lambda: body_blocks(response, size, on_bytes))
+    data = await fetch_file(url, key, cache, on_bytes)
+    return None if data is None else WeightStream(len(data), lambda: memory_blocks(data), data)
+
+
+@dataclass
 class Source:
     """Where a checkpoint's files come from: URL and cache key of each file name."""
 
@@ -267,14 +323,16 @@ def local_source(urls: dict[str, str]) -> Source:
 
 
 async def fetch_checkpoint(source: Source, cache: Cache, on_file: Callable[[str, int, int, bool], None],
-                           on_config: Callable[[bytes], None]) -> dict[str, bytearray | None]:
+                           on_config: Callable[[bytes], None], fetch_weights=None) -> dict[str, object | None]:
     """All files of a GPT-2 checkpoint; on_config runs as soon as config.json arrives so a
-    wrong model fails before the big download."""
-    have: dict[str, bytearray | None] = {}
+    wrong model fails before the big download. fetch_weights, if given, is awaited instead of
+    fetch_file for the weight files (same arguments), e.g. to read them as streams."""
+    have: dict[str, object | None] = {}
     while names := files_to_fetch(have):
         for name in names:
-            have[name] = await fetch_file(source.url(name), source.key(name), cache,
-                                          lambda got, total, hit: on_file(name, got, total, hit))
+            fetch = fetch_weights if fetch_weights and is_weights(name) else fetch_file
+            have[name] = await fetch(source.url(name), source.key(name), cache,
+                                     lambda got, total, hit: on_file(name, got, total, hit))
             if name == "config.json":
                 if have[name] is None:
                     raise DownloadError("config.json is missing")

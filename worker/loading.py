@@ -7,22 +7,29 @@ import gc
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from engine import GPT2Config, Model
-from model_loader.checkpoint import INDEX, SAFETENSORS, TORCH_BIN, assemble_model, read_tokenizer_files
+from engine.parallel import Shard, ShardSlicer
+from model_loader.checkpoint import (INDEX, SAFETENSORS, TORCH_BIN, assemble_model, check_vocabulary,
+                                     read_tokenizer_files, weight_files)
 from model_loader.config import parse_config
+from model_loader.safetensors import SafetensorsStream
+from model_loader.tokenizer import Tokenizer
+from model_loader.weights import ParamsBuilder
 from pyscript.js_modules import idb
 from worker.browser_tokenizer import wasm_tokenizer
 from worker.cache import Cache
-from worker.download import (DownloadError, Source, Transient, fetch_checkpoint, file_url, hub_refusal, hub_source,
-                             keep_partials_of, local_source, remember_absent, request, resolve_revision,
-                             response_span)
+from worker.download import (DownloadError, Source, Transient, WeightStream, fetch_checkpoint, file_url, hub_refusal,
+                             hub_source, keep_partials_of, local_source, open_weights, remember_absent, request,
+                             resolve_revision, response_span)
 
 HEAP_LIMIT = 4 * 2**30  # a 32-bit WebAssembly memory
 # Peak heap while loading, in multiples of the float32 weights: 1.28 for an F32 checkpoint
 # (bench/bench_load.py: the download buffer becomes the weights), 1.5 for F16/BF16 ones.
 LOAD_PEAK = 1.5
 Push = Callable[..., None]
+LOCAL = "local files are not cached"
 
 
 class ModelTooBig(MemoryError):
@@ -81,35 +88,92 @@ async def model_source(options: dict, cache: Cache) -> tuple[Source, dict]:
     return hub_source(endpoint, repo, commit), {"repo": repo, "commit": commit}
 
 
-async def load_checkpoint(options: dict, push: Push) -> tuple[Model | None, dict]:
-    """(model, facts) for a load request (see worker.load); (None, {"error": …}) on failure."""
+async def load_checkpoint(options: dict, push: Push, shard: tuple[int, int] | None = None
+                          ) -> tuple[Model | ShardOfModel | None, dict]:
+    """(model, facts) for a load request (see worker.load); (None, {"error": …}) on failure.
+    With shard=(index, n_shards), only that shard of the model (read_shard), or the whole model
+    where it cannot be split."""
     gc.collect()  # the previous model, dropped by the caller
     started = time.monotonic()
     progress = Progress(push)
     local = "local" in options
     label = "the model from local files" if local else options["repo"]
-    cache = Cache(off="local files are not cached") if local else await Cache.open()
-    have = None
+    cache = Cache(off=LOCAL) if local else await Cache.open()
     try:
         source, about = await model_source(options, cache)
-        have = await fetch_checkpoint(source, cache, progress.update, lambda raw: check_fits(label, raw))
-        push("status", text="Building the model…")
-        tokenizer = await wasm_tokenizer(read_tokenizer_files(have), options["tiktoken"])
-        model = assemble_model(have, tokenizer)
-        await remember_absent(source, cache, have)
+        if shard is not None and (local or cache.usable):
+            model = await read_shard(source, cache, progress, label, options, *shard, about.get("commit"))
+        else:
+            model = await read_model(source, cache, progress, label, options)
     except MemoryError as e:
         return None, {"error": str(e) if isinstance(e, ModelTooBig) else
                       f"{label} is too big for this device: the model worker ran out of memory"}
     except (OSError, ValueError) as e:
         return None, {"error": str(e)}
     finally:
-        del have
         gc.collect()
     return model, {
-        **about, "n_params": model.n_params, "n_ctx": model.config.n_ctx, "n_layer": model.config.n_layer,
-        "seconds": time.monotonic() - started, "from_cache": not local and progress.downloaded == 0,
-        "downloaded": progress.downloaded, "not_cached": None if local else cache.off,
+        **about, "n_params": model.n_params, "n_ctx": model.config.n_ctx,
+        "n_layer": model.config.n_layer, "seconds": time.monotonic() - started,
+        "from_cache": not local and progress.downloaded == 0, "downloaded": progress.downloaded,
+        "not_cached": None if local else cache.off,
     }
+
+
+async def read_model(source: Source, cache: Cache, progress: Progress, label: str, options: dict,
+                     have: dict | None = None) -> Model:
+    """The whole model (`have`: the files fetched already, as bytes or WeightStreams)."""
+    have = have or await fetch_checkpoint(source, cache, progress.update, lambda raw: check_fits(label, raw))
+    have = {name: await data.whole() if isinstance(data, WeightStream) else data for name, data in have.items()}
+    progress.push("status", text="Building the model…")
+    tokenizer = await wasm_tokenizer(read_tokenizer_files(have), options["tiktoken"])
+    model = assemble_model(have, tokenizer)
+    await remember_absent(source, cache, have)
+    return model
+
+
+@dataclass
+class ShardOfModel:
+    """One worker's shard, and the tokenizer (the lead's only)."""
+
+    shard: Shard
+    tokenizer: Tokenizer | None
+
+    @property
+    def config(self) -> GPT2Config:
+        return self.shard.config
+
+    @property
+    def n_params(self) -> int:
+        """The whole model's parameters (a GPT-2's, with the LM head tied to the embedding)."""
+        return weight_bytes(self.config) // 4
+
+
+async def read_shard(source: Source, cache: Cache, progress: Progress, label: str, options: dict,
+                     index: int, n_shards: int, commit: str | None) -> ShardOfModel | Model:
+    """Shard `index` of n_shards (at most one per head), read tensor by tensor from the cache
+    (or the visitor's files) so the worker never holds more than its slice and one tensor;
+    the whole model if it has one head, no safetensors (a .bin is read whole) or the browser
+    cache failed (the other workers would have to download it again)."""
+    have = await fetch_checkpoint(source, cache, progress.update, lambda raw: check_fits(label, raw), open_weights)
+    config = parse_config(bytes(have["config.json"]))
+    n_shards = min(n_shards, config.n_head)
+    names = weight_files(have)
+    if n_shards == 1 or names == [TORCH_BIN] or not (cache.usable or cache.off == LOCAL):
+        return await read_model(source, cache, progress, label, options, have)
+    tokenizer = None
+    if index == 0:
+        progress.push("shards", n_shards=n_shards, commit=commit)  # the files are cached: the others may start
+        tokenizer = await wasm_tokenizer(read_tokenizer_files(have), options["tiktoken"])
+        check_vocabulary(tokenizer, config)
+    builder = ParamsBuilder(config, ShardSlicer(config, index, n_shards))
+    for weights in [have.pop(name) for name in names]:
+        stream = SafetensorsStream(weights.size, builder.add, builder.rows)
+        async for block in weights.blocks():
+            stream.feed(block)
+        stream.finish()
+    await remember_absent(source, cache, have)
+    return ShardOfModel(Shard(builder.finish(), config, index, n_shards, sliced=True), tokenizer)
 
 
 async def cache_models() -> str:

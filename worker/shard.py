@@ -7,7 +7,6 @@ Shard 0, the lead, also holds the generation state: shard_start and shard_next (
 in, the step out, with the next feed)."""
 from __future__ import annotations
 
-import gc
 import json
 import time
 from collections.abc import Callable
@@ -15,9 +14,10 @@ from collections.abc import Callable
 import js
 import numpy as np
 
+from engine import Model
 from engine.generation import Decoder
 from engine.parallel import Shard
-from worker.loading import load_checkpoint
+from worker.loading import ShardOfModel, load_checkpoint
 from worker.protocol import read_start, step_fields
 
 state: dict = {"shard": None, "tokenizer": None, "decoder": None}
@@ -46,22 +46,24 @@ def to_float32array(array: np.ndarray):
     return out
 
 
-async def shard_load(request: str, index: int, n_shards: int, push: Callable[..., None]) -> str:
-    """Load the model (as worker.load does) and keep only shard `index` of n_shards.
-    The reply: load's facts plus {shard, n_shards, heads, shard_bytes}, or {error}."""
+def release() -> None:
+    """Drop this worker's shard."""
     state.update(shard=None, tokenizer=None, decoder=None)
-    model, reply = await load_checkpoint(json.loads(request), push)
-    if model is None:
-        return json.dumps(reply)
-    try:
-        shard = Shard(model.params, model.config, int(index), int(n_shards))
-    except ValueError as e:
-        return json.dumps({"error": str(e)})
-    state.update(shard=shard, tokenizer=model.tokenizer)
-    del model
-    gc.collect()
-    return json.dumps({**reply, "shard": shard.index, "n_shards": shard.n_shards, "heads": shard.n_head,
-                       "n_embd": shard.config.n_embd, "n_vocab": shard.config.n_vocab, "shard_bytes": shard.nbytes})
+
+
+async def shard_load(request: str, index: int, n_shards: int, push: Callable[..., None]) -> tuple[Model | None, str]:
+    """Load shard `index` of n_shards of a model (at most one shard per attention head: the
+    lead answers how many are used). The reply: load's facts plus {shard, n_shards, heads,
+    n_embd, n_vocab, shard_bytes}, or {error}. A model that is not split (one head, a .bin
+    checkpoint, no browser cache) comes back whole, with n_shards 1, for worker.load's state."""
+    loaded, reply = await load_checkpoint(json.loads(request), push, (int(index), int(n_shards)))
+    if not isinstance(loaded, ShardOfModel):
+        return loaded, json.dumps(reply if loaded is None else {**reply, "n_shards": 1})
+    shard = loaded.shard
+    state.update(shard=shard, tokenizer=loaded.tokenizer)
+    return None, json.dumps({**reply, "shard": shard.index, "n_shards": shard.n_shards, "heads": shard.n_head,
+                             "n_embd": shard.config.n_embd, "n_vocab": shard.config.n_vocab,
+                             "shard_bytes": shard.nbytes})
 
 
 def shard_start(request: str) -> str:

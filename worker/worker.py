@@ -28,9 +28,15 @@ async def load(request: str) -> str:
     tiktoken} for the hub, or {local: {file name: blob URL}, tiktoken} for the visitor's files.
     The reply: {repo, commit, n_params, n_ctx, n_layer, seconds, from_cache, downloaded,
     not_cached (why nothing was cached, or null)} or {error}."""
-    state["model"] = state["steps"] = None
+    release()
     state["model"], reply = await load_checkpoint(json.loads(request), push)
     return json.dumps(reply)
+
+
+def release() -> None:
+    """Drop the loaded model, whole or a shard of it (its memory is reused by the next load)."""
+    state["model"] = state["steps"] = None
+    shard.release()
 
 
 def defaults() -> str:
@@ -78,11 +84,14 @@ def heap_bytes() -> float:
 
 
 async def shard_load(request: str, index: int, n_shards: int) -> str:
-    """Load a model as one shard of several workers (worker/shard.py, app/parallel.js)."""
-    return await shard.shard_load(request, index, n_shards, push)
+    """Load a model as one shard of several workers (worker/shard.py, app/parallel.js); a model
+    that is not split is loaded whole, as by load (the reply says n_shards 1)."""
+    release()
+    state["model"], reply = await shard.shard_load(request, index, n_shards, push)
+    return reply
 
 
-__export__ = ["load", "defaults", "start", "step", "stop", "tokenize", "heap_bytes",
+__export__ = ["load", "release", "defaults", "start", "step", "stop", "tokenize", "heap_bytes",
               "cache_models", "cache_delete", "model_size",
               "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_stop", "shard_tokenize",
               "shard_busy", "shard_share", "shard_run"]

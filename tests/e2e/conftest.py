@@ -24,6 +24,14 @@ new PerformanceObserver(list => window.__longTasks.push(...list.getEntries().map
   .observe({type: "longtask", buffered: true});
 """
 
+FINAL_STATUS = """() => {
+    window.__final = null;
+    const status = document.getElementById('status');
+    new MutationObserver((_, observer) => {
+        if (/^(Ready|Could not)/.test(status.textContent)) { observer.disconnect(); window.__final = status.textContent; }
+    }).observe(status, {childList: true, subtree: true, characterData: true});
+}"""
+
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
@@ -68,6 +76,12 @@ class AppPage:
             self.page.wait_for_timeout(100)
         return text
 
+    def load_outcome(self, start, timeout: float = 60) -> str:
+        """Run start() (which begins a load) and return the status line the load ends with."""
+        self.page.evaluate(FINAL_STATUS)
+        start()
+        return self.page.wait_for_function("() => window.__final", timeout=timeout * 1000).json_value()
+
     def send(self, text: str) -> None:
         """Type and send a message; return once its reply element exists."""
         before = self.replies().count()
@@ -98,10 +112,9 @@ def app_url(app_server, path: str = "", **params) -> str:
     return f"{app_server.url}/{path}?{urlencode(params)}"
 
 
-@pytest.fixture
-def open_path(browser, app_server):
-    """Open any page of the repository (e.g. open_path("examples/js/", model=…)) in a fresh
-    browser context; checked for errors and stray requests."""
+def page_opener(browser, server):
+    """A function that opens pages of `server` in fresh browser contexts; checked for errors and
+    stray requests when the test ends."""
     pages: list[AppPage] = []
 
     def open_page(path: str, setup=None, allowed_hosts=("127.0.0.1",), **params) -> AppPage:
@@ -109,13 +122,33 @@ def open_path(browser, app_server):
         context = browser.new_context()
         if setup:
             setup(context)
-        pages.append(AppPage(context.new_page(), app_url(app_server, path, **params), allowed_hosts))
+        pages.append(AppPage(context.new_page(), app_url(server, path, **params), allowed_hosts))
         return pages[-1]
 
     yield open_page
     for app in pages:
         assert app.errors == [] and app.foreign_requests() == []
         app.page.context.close()
+
+
+@pytest.fixture
+def open_path(browser, app_server):
+    """Open any page of the repository (e.g. open_path("examples/js/", model=…)) in a fresh
+    browser context; checked for errors and stray requests."""
+    yield from page_opener(browser, app_server)
+
+
+@pytest.fixture(scope="session")
+def isolated_server():
+    """The app served cross-origin isolated (COOP/COEP), so pages get SharedArrayBuffer."""
+    with AppServer(ROOT, isolated=True) as server:
+        yield server
+
+
+@pytest.fixture
+def open_isolated(browser, isolated_server):
+    """open_path's pages, from the cross-origin-isolated server."""
+    yield from page_opener(browser, isolated_server)
 
 
 @pytest.fixture

@@ -165,7 +165,7 @@ def test_keyboard_alone_loads_writes_sends_and_stops(open_app, hub):
 
     page.keyboard.type("Once upon a time there was")
     page.keyboard.press("Enter")
-    page.wait_for_function("() => document.querySelector('#log article.assistant') !== null")
+    page.wait_for_function("() => document.querySelector('#log article.assistant .token') !== null")
     page.keyboard.press("Tab")  # Send is disabled while it writes: the next stop is Stop
     assert focused(page)["id"] == "stop"
     page.keyboard.press("Enter")

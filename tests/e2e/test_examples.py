@@ -114,3 +114,25 @@ def test_browser_llm_js_aborts_and_rejects_what_it_cannot_load(open_path, hub):
     assert result["after"] == [s.text for s in fixture_model("tiny").generate("Hello", temperature=0, max_new_tokens=5)]
     assert "test/no-such-model" in result["refused"] or "not found" in result["refused"]
     app.errors[:] = [e for e in app.errors if "404" not in e]  # the hub's answer for the missing repository
+
+
+def test_browser_llm_js_splits_over_the_workers_asked_for_with_the_same_tokens(open_path, hub):
+    app = open_path("examples/js/", model="test/tiny", endpoint=hub.url, max_new_tokens=3)
+    wait_done(app.page, "Done.")
+    result = app.page.evaluate("""async ({endpoint}) => {
+        const { loadModel } = await import("/browser-llm.js");
+        const runs = [];
+        for (const workers of [1, 3]) {
+            const model = await loadModel("test/odd-heads", { endpoint, workers });
+            let text = "";
+            for await (const token of model.generate("The old lighthouse keeper", { temperature: 0, maxNewTokens: 25 })) {
+                text += token.text;
+            }
+            runs.push({ text, workers: model.info.workers });
+            await model.dispose();
+        }
+        return runs;
+    }""", {"endpoint": hub.url})
+    expected = "".join(s.text for s in fixture_model("odd-heads").generate(
+        "The old lighthouse keeper", temperature=0, max_new_tokens=25))
+    assert result == [{"text": expected, "workers": 1}, {"text": expected, "workers": 3}]

@@ -2,14 +2,12 @@
 the same tokens as one worker and as the CPython engine."""
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import pytest
 
-from support import ROOT, fixture_model
+from support import fixture_model
+from tools.make_random_checkpoint import make_checkpoint
 from engine import GenerationSettings
 from engine.parallel import generate_sharded, make_shards
-from tools.serve import AppServer
 
 PROMPT = "The old lighthouse keeper"
 
@@ -53,27 +51,89 @@ def test_sharded_steps_equal_cpython_token_by_token(open_path, hub):
         [(s.token_id, s.text, s.finish) for s in expected]
 
 
-@pytest.fixture(scope="module")
-def isolated_server():
-    with AppServer(ROOT, isolated=True) as server:
-        yield server
-
-
 @pytest.mark.parametrize("workers", [2, 3])
-def test_cross_origin_isolated_shards_all_reduce_among_themselves(browser, isolated_server, hub, workers):
+def test_cross_origin_isolated_shards_all_reduce_among_themselves(open_isolated, hub, workers):
     """With COOP/COEP the shards sum through SharedArrayBuffers: same tokens, one call per token."""
     model = fixture_model("odd-heads")
     expected = "".join(s.text for s in model.generate(PROMPT, temperature=0, max_new_tokens=30))
-    context = browser.new_context()
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    page.goto(f"{isolated_server.url}/examples/parallel/?" + urlencode(
-        {"model": "test/odd-heads", "endpoint": hub.url, "prompt": PROMPT, "workers": workers, "max_new_tokens": 30}))
-    try:
-        assert wait_done(page) == expected
-        info = page.evaluate("[crossOriginIsolated, window.parallelModel.info.shared]")
-        assert info == [True, True] and errors == []
-    finally:
-        context.close()
+    app = open_isolated("examples/parallel/", model="test/odd-heads", endpoint=hub.url, prompt=PROMPT,
+                        workers=workers, max_new_tokens=30)
+    assert wait_done(app.page) == expected
+    assert app.page.evaluate("[crossOriginIsolated, window.parallelModel.info.shared]") == [True, True]
+
+
+# -- the chat page (index.html) on every core
+
+def chat_reply(app, prompt: str) -> str:
+    app.send(prompt)
+    return app.wait_reply_done()
+
+
+def greedy_text(name: str, prompt: str, max_new_tokens: int) -> str:
+    return "".join(s.text for s in fixture_model(name).generate(prompt, temperature=0, max_new_tokens=max_new_tokens))
+
+
+def test_chat_page_uses_a_worker_per_core_by_default(chat):
+    """The shared page opens without ?workers=: as many workers as the browser reports cores."""
+    cores = chat.page.evaluate("navigator.hardwareConcurrency")
+    info = chat.page.evaluate("window.modelWorker.info")
+    assert info["workers"] == min(cores, 8, 4)  # the tiny model has 4 heads: at most 4 shards
+    assert chat.page.input_value("#workers") == str(min(cores, 8))
+    if info["workers"] > 1:
+        assert f"split over {info['workers']} workers" in chat.status()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_chat_page_replies_the_same_on_one_or_two_workers(open_app, hub, workers):
+    app = open_app(model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=30, workers=workers)
+    status = app.wait_status("Ready")
+    assert ("split over 2 workers" in status) == (workers == 2)
+    assert chat_reply(app, PROMPT) == greedy_text("odd-heads", PROMPT, 30)
+    assert app.page.evaluate("window.modelWorker.info.workers") == workers
+    assert "in each of 2 workers" in app.page.text_content("#stats") if workers == 2 else "each" not in \
+        app.page.text_content("#stats")
+
+
+def test_chat_page_worker_count_can_be_changed_before_a_load(open_app, hub):
+    """The Workers field applies to the next load (odd-heads has 3 heads: up to 3 shards)."""
+    app = open_app(model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=20, workers=1)
+    app.wait_status("Ready")
+    load = app.page.get_by_role("button", name="Load model")
+    app.page.fill("#workers", "3")
+    assert "split over 3 workers" in app.load_outcome(load.click)
+    assert chat_reply(app, PROMPT) == greedy_text("odd-heads", PROMPT, 20)
+    app.page.fill("#workers", "1")
+    assert "split" not in app.load_outcome(load.click)
+    assert app.page.evaluate("window.modelWorker.workers.length") == 1  # the others ended
+    assert chat_reply(app, "Hello") == greedy_text("odd-heads", "Hello", 20)
+
+
+def test_isolated_chat_page_shares_memory_between_workers(open_isolated, hub):
+    """With COOP/COEP the chat page's shards all-reduce through SharedArrayBuffers: same reply."""
+    app = open_isolated("", model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=30, workers=2)
+    app.wait_status("Ready")
+    assert app.page.evaluate("[crossOriginIsolated, window.modelWorker.info.shared]") == [True, True]
+    assert chat_reply(app, PROMPT) == greedy_text("odd-heads", PROMPT, 30)
+
+
+HEAPS = "Promise.all(window.modelWorker.workers.map(w => w.sync.heap_bytes()))"
+
+
+def test_each_worker_holds_its_slice_of_the_model_not_the_whole(open_app, hub, tmp_path_factory):
+    """A 77 MB model split over 2 workers, loaded from the browser cache: each worker's memory
+    grows by about half the weights (read tensor by tensor from the cache), not by all of them."""
+    folder = make_checkpoint(tmp_path_factory.mktemp("medium"), n_layer=8, n_embd=256, n_head=4, n_ctx=256)
+    weights = (folder / "model.safetensors").stat().st_size
+    hub.add_repo("test/medium", folder)
+    app = open_app(endpoint=hub.url, workers=2)
+    app.wait_status("Runtime ready")
+    app.page.evaluate("window.modelWorker.boot()")
+    base = app.page.evaluate(HEAPS)
+    app.page.fill("#model", "test/medium")
+    assert "split over 2 workers" in app.load_outcome(app.page.get_by_role("button", name="Load model").click, 120)
+    app.page.reload()  # new workers; the model comes from the cache
+    app.page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Runtime ready')")
+    app.page.fill("#model", "test/medium")
+    assert "loaded from cache" in app.load_outcome(app.page.get_by_role("button", name="Load model").click, 120)
+    growth = [after - before for before, after in zip(base, app.page.evaluate(HEAPS))]
+    assert len(growth) == 2 and all(weights * 0.4 < g < weights * 0.8 for g in growth), (growth, weights)

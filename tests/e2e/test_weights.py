@@ -66,26 +66,10 @@ def app(panel, hub):
     assert panel.errors == [] and panel.foreign_requests() == []
 
 
-FINAL_STATUS = """() => {
-    window.__final = null;
-    const status = document.getElementById('status');
-    new MutationObserver((_, observer) => {
-        if (/^(Ready|Could not)/.test(status.textContent)) { observer.disconnect(); window.__final = status.textContent; }
-    }).observe(status, {childList: true, subtree: true, characterData: true});
-}"""
-
-
-def finished(app: AppPage, start, timeout: float = 60) -> str:
-    """Run start() (which begins a load) and return the status line the load ends with."""
-    app.page.evaluate(FINAL_STATUS)
-    start()
-    return app.page.wait_for_function("() => window.__final", timeout=timeout * 1000).json_value()
-
-
 def load(app: AppPage, repo: str, timeout: float = 60) -> str:
     """Load repo through the model form; return the status line it ends with."""
     app.page.fill("#model", repo)
-    return finished(app, lambda: app.page.click("#load"), timeout)
+    return app.load_outcome(lambda: app.page.click("#load"), timeout)
 
 
 def weight_gets(hub, repo: str) -> list:
@@ -208,7 +192,7 @@ def test_cache_manager_lists_deletes_and_clears(app, hub, tiny, repos):
 
 def test_local_files_load_without_any_request(app, hub):
     hub.clear_requests()
-    finished(app, lambda: app.page.set_input_files("#local-files", [TINY / n for n in
+    app.load_outcome(lambda: app.page.set_input_files("#local-files", [TINY / n for n in
                                                                     ("config.json", WEIGHTS, "vocab.json", "merges.txt")]))
     assert app.status().startswith("Ready: local files") and "from your disk" in app.status()
     assert hub.requests == []
@@ -225,7 +209,7 @@ def test_dropped_files_load_and_missing_ones_are_named(app):
     app.page.evaluate(drop, ["config.json", WEIGHTS])
     app.page.wait_for_function("() => document.getElementById('status').textContent.includes('please also choose')")
     assert "vocab.json, merges.txt" in app.status()
-    status = finished(app, lambda: app.page.evaluate(drop, ["config.json", WEIGHTS, "vocab.json", "merges.txt"]))
+    status = app.load_outcome(lambda: app.page.evaluate(drop, ["config.json", WEIGHTS, "vocab.json", "merges.txt"]))
     assert status.startswith("Ready: local files")
 
 
