@@ -162,20 +162,28 @@ def test_a_stream_of_the_wrong_length_is_refused(raw, size, message):
         read_stream(raw, 4096, size)
 
 
+def traced_peak(work):
+    """(work(), the peak of Python's allocations while it ran)."""
+    tracemalloc.start()
+    try:
+        return work(), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_the_stream_holds_one_tensor_and_one_block():
     tensor, block = 64 * 1024, 16 * 1024
     raw = save({f"t{i:03}": np.full(tensor // 4, i, np.float32) for i in range(64)})
     assert len(raw) > 40 * (tensor + block)
-    tracemalloc.start()
-    try:
-        names = []
+    names = []
+
+    def read():
         stream = SafetensorsStream(len(raw), lambda name, dtype_name, array: names.append(name))
         for part in blocks_of(raw, block):
             stream.feed(part)
         stream.finish()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+
+    _, peak = traced_peak(read)
     assert len(names) == 64
     assert peak < tensor + block + 32 * 1024
 
@@ -183,12 +191,7 @@ def test_the_stream_holds_one_tensor_and_one_block():
 def test_a_streamed_shard_holds_its_slices_not_the_model():
     raw = synthetic_checkpoint(TOY)
     largest = max(array.nbytes for _, array in read_safetensors(raw).values())
-    tracemalloc.start()
-    try:
-        parts = stream_params(TOY, blocks_of(raw, 4096), len(raw), ShardSlicer(TOY, 1, 3))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    parts, peak = traced_peak(lambda: stream_params(TOY, blocks_of(raw, 4096), len(raw), ShardSlicer(TOY, 1, 3)))
     kept = sum(a.nbytes for a in [parts.wte, parts.ln_f_g, parts.ln_f_b]
                + [a for block in parts.blocks for a in vars(block).values()])
     assert parts.wpe is None and parts.lm_head is parts.wte
@@ -233,12 +236,7 @@ def test_a_shard_reads_only_its_rows_of_the_token_embedding():
     raw = synthetic_checkpoint(config)
     wte_bytes = config.n_vocab * config.n_embd * 4
     assert wte_bytes > len(raw) / 2  # the embedding dominates, as in GPT-2
-    tracemalloc.start()
-    try:
-        parts = stream_params(config, blocks_of(raw, 4096), len(raw), ShardSlicer(config, 1, 2))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    parts, peak = traced_peak(lambda: stream_params(config, blocks_of(raw, 4096), len(raw), ShardSlicer(config, 1, 2)))
     whole = build_params(read_safetensors(raw), config)
     assert np.array_equal(parts.wte, whole.wte[ShardSlicer(config, 1, 2).vocab]) and parts.wpe is None
     assert peak < 0.75 * wte_bytes  # its half of the rows, and small tensors; never the whole
