@@ -129,10 +129,11 @@ export class ParallelModel {
   get #lead() { return this.#workers[0].sync; }
 
   /** Load a model (as worker.load: same request and reply, plus {workers, shared, shard_bytes}):
-   * into the lead alone when one worker is used, else as shards: shard 0 first (it fills the
-   * browser's cache), then the others at once from the cache. */
+   * into the lead alone when one worker is used, else as shards (#loadShards). The lead starts
+   * as soon as it runs, while the other workers may still be booting. */
   async load(request, onProgress) {
-    await this.boot();
+    const booting = this.boot();
+    if (!this.#workers.length) await booting;  // no lead given: wait for the workers
     const options = { ...JSON.parse(request), tiktoken: (await chooseRuntime()).tiktoken };
     const listener = ({ data }) => {
       const event = typeof data === "string" ? JSON.parse(data) : {};
@@ -142,7 +143,7 @@ export class ParallelModel {
     this.#active = 0;
     this.#step = null;
     try {
-      const info = this.#workers.length === 1 ? await this.#loadWhole(options) : await this.#loadShards(options);
+      const info = this.n === 1 ? await this.#loadWhole(options) : await this.#loadShards(options, booting);
       if (!info.error) this.info = info;
       return JSON.stringify(info);
     } finally {
@@ -157,26 +158,29 @@ export class ParallelModel {
   }
 
   /** The lead loads first; once it has the files in the browser's cache (its "shards" event,
-   * with how many shards the model allows) the others load from there, beside it. */
-  async #loadShards(options) {
+   * with how many shards the model allows) the others load from there, beside it, as soon as
+   * they run (`booting`: the workers' boot). If some worker could not start, the model is
+   * loaded whole in the lead. */
+  async #loadShards(options, booting) {
     const load = (request, i, n) => this.#workers[i].sync.shard_load(JSON.stringify(request), i, n).then(JSON.parse);
     let others = Promise.resolve([]);
     const startOthers = ({ data }) => {
       const event = typeof data === "string" ? JSON.parse(data) : {};
-      if (event.kind === "shards") {  // same commit as the lead: no second look at the hub's branch
-        const request = event.commit ? { ...options, revision: event.commit } : options;
-        others = Promise.all(Array.from({ length: event.n_shards - 1 }, (_, i) => load(request, i + 1, event.n_shards)));
-      }
+      if (event.kind !== "shards") return;
+      const request = event.commit ? { ...options, revision: event.commit } : options;  // no second look at a branch
+      others = booting.then(running => running < event.n_shards ? null :
+        Promise.all(Array.from({ length: event.n_shards - 1 }, (_, i) => load(request, i + 1, event.n_shards))));
     };
     this.#workers[0].addEventListener("message", startOthers);
     let lead, rest;
     try {
-      lead = await load(options, 0, this.#workers.length);
+      lead = await load(options, 0, this.n);
       rest = await others;
     } finally {
       this.#workers[0].removeEventListener("message", startOthers);
     }
-    const n = lead.n_shards;  // 1: loaded whole (one head, a .bin, no cache); fewer than the workers: fewer heads
+    if (rest === null) return this.#loadWhole(options);  // too few workers started
+    const n = lead.n_shards;  // 1: loaded whole (one head, a .bin, no cache); fewer than asked: fewer heads
     await Promise.all(this.#workers.slice(lead.error ? 1 : n).map(w => w.sync.release()));
     if (lead.error) return lead;
     if (n === 1) {

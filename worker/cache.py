@@ -10,7 +10,7 @@ import js
 from pyodide.ffi import JsException, to_js
 
 from pyscript.js_modules import idb
-from worker.chunk_store import FileKey, chunk_count, chunk_span, entry_problem, resumable_bytes, summarize
+from worker.chunk_store import FileKey, chunk_count, chunk_lengths, chunk_span, entry_problem, resumable_bytes, summarize
 
 
 READ_BLOCK = 4 * 2**20  # bytes of a cached file copied into the worker's memory at a time
@@ -67,12 +67,20 @@ class Cache:
         sizes = await self.guard(lambda: idb.chunkSizes(self.db, js_key(key), chunk_count(size)))
         return from_js(sizes) if sizes is not None else []
 
+    async def stored_chunk_sizes(self, key: FileKey, size: int) -> list[int | None]:
+        """The length each chunk of a complete file must have, where one is stored (None where
+        it is missing), from the chunks' keys: their bytes are checked as they are read."""
+        found = await self.guard(lambda: idb.chunkIndexes(self.db, js_key(key)))
+        stored = set(from_js(found) if found is not None else [])
+        return [length if index in stored else None for index, length in enumerate(chunk_lengths(size))]
+
     async def good_entry(self, key: FileKey) -> dict | None:
-        """The manifest of a complete, intact entry; a broken one is deleted."""
+        """The manifest of a complete entry with all its chunks; a broken one is deleted."""
         manifest = await self.manifest(key)
         if manifest is None:
             return None
-        if manifest.get("complete") and entry_problem(manifest, await self.chunk_sizes(key, manifest["size"])) is None:
+        sizes = await self.stored_chunk_sizes(key, manifest["size"]) if isinstance(manifest.get("size"), int) else []
+        if manifest.get("complete") and entry_problem(manifest, sizes) is None:
             return manifest
         if manifest.get("complete"):
             await self.delete(key)

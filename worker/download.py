@@ -284,7 +284,8 @@ async def body_blocks(response, size: int, on_bytes: OnBytes) -> AsyncIterator[m
 async def open_weights(url: str | None, key: FileKey, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
     """A weight file as a stream (None if the source lacks it): the cached copy chunk by chunk;
     else, with the cache off (the visitor's files), the response body as it arrives; else a
-    download into the cache (fetch_file), in memory."""
+    download into the cache (fetch_file), then read back from the cache (so the download's
+    buffer is freed before the weights are built); from memory if the cache failed meanwhile."""
     if url is None:
         return None
     manifest = await cache.good_entry(key)
@@ -302,7 +303,12 @@ async def open_weights(url: str | None, key: FileKey, cache: Cache, on_bytes: On
             return WeightStream(len(data), lambda: memory_blocks(data), data)
         return WeightStream(size, lambda: body_blocks(response, size, on_bytes))
     data = await fetch_file(url, key, cache, on_bytes)
-    return None if data is None else WeightStream(len(data), lambda: memory_blocks(data), data)
+    if data is None:
+        return None
+    if cache.usable:  # downloaded into the cache: read it back from there, in blocks
+        del data
+        return await open_weights(url, key, cache, on_bytes)
+    return WeightStream(len(data), lambda: memory_blocks(data), data)
 
 
 @dataclass

@@ -62,6 +62,15 @@ export function putChunk(db, key, index, bytes) {
   return settle(tx, () => true);
 }
 
+// The indexes of the stored chunks of a file, from their keys alone (reading the values, 32 MiB
+// each, would read the whole file).
+export function chunkIndexes(db, key) {
+  const tx = db.transaction("chunks", "readonly");
+  const range = IDBKeyRange.bound([...key, 0], [...key, Infinity]);
+  const request = tx.objectStore("chunks").getAllKeys(range);
+  return settle(tx, () => request.result.map(k => k.at(-1)));
+}
+
 export function put(db, store, key, value) {
   const tx = db.transaction(store, "readwrite");
   tx.objectStore(store).put(value, key);
