@@ -13,6 +13,11 @@
 //   could mix an old main.py with a new worker for one load).
 // Never touched: other origins (the model hub: its answers are cached by the worker, in
 // IndexedDB), Hub-style "/resolve/" URLs on this origin, Range requests, anything but GET.
+//
+// Cross-origin isolation, for static hosts that cannot send headers (GitHub Pages), as
+// PyScript's mini-coi does: what this worker serves gets COOP/COEP headers, so the page is
+// cross-origin isolated and the model's workers share memory (SharedArrayBuffer: the fast
+// multi-worker path, app/parallel.js) from the second visit on.
 
 const RUNTIME_PINS = [
   "https://cdn.jsdelivr.net/npm/@pyscript/core@0.6.66/dist/",
@@ -67,6 +72,16 @@ function unavailable() {
   });
 }
 
+const ISOLATION = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "credentialless" };
+
+/** The response with the isolation headers (an opaque one cannot be changed, nor needs them). */
+function isolated(response) {
+  if (response.type === "opaque" || response.status === 0) return response;
+  const headers = new Headers(response.headers);
+  for (const [name, value] of Object.entries(ISOLATION)) headers.set(name, value);
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
 async function runtimeFirst(event) {
   const cache = await caches.open(RUNTIME_CACHE);
   const hit = await cache.match(event.request);
@@ -115,6 +130,6 @@ self.addEventListener("message", event => {
 
 self.addEventListener("fetch", event => {
   const which = kind(event.request);
-  if (which === "runtime") event.respondWith(runtimeFirst(event));
-  else if (which === "app") event.respondWith(networkFirst(event));
+  if (which === "runtime") event.respondWith(runtimeFirst(event).then(isolated));
+  else if (which === "app") event.respondWith(networkFirst(event).then(isolated));
 });

@@ -61,9 +61,10 @@ export function chooseRuntime(force = new URLSearchParams(location.search).get("
 
 /**
  * Put the page under the app's service worker (sw.js, beside index.html), which keeps the app's
- * files and the runtime it uses so that the next visit opens with no network. On the first
- * visit it waits (at most `timeout` ms) until the worker controls the page, so that everything
- * this visit loads, here and in the model worker, is kept. Never fails: without service workers
+ * files and the runtime it uses so that the next visit opens with no network, and serves them
+ * cross-origin isolated from the next visit on. On the first visit it waits (at most `timeout`
+ * ms) until the worker controls the page, so that everything this visit loads, here and in the
+ * model worker, is kept. Never fails: without service workers
  * (an insecure context, a private window that refuses them) the app simply needs the network.
  * @returns {Promise<boolean>}  whether the page is controlled
  */
@@ -130,7 +131,7 @@ export async function startPyScript() {
     const toml = await (await fetch(script.getAttribute("config"), { cache: "no-store" })).text();
     script.setAttribute("config", `interpreter = ${JSON.stringify(runtime.pyodide + "pyodide.mjs")}\n${toml}`);
   }
-  add("link", { rel: "stylesheet", href: runtime.pyscript + "core.css" });
+  add("link", { rel: "stylesheet", href: runtime.pyscript + "core.css", crossOrigin: "anonymous" });
   await pyscriptCore();
   return runtime;
 }

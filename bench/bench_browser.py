@@ -1,14 +1,17 @@
 """Browser benchmark: the real page in headless Chromium against the same engine in CPython.
 
-    python bench/bench_browser.py [--model bench/models/gpt2-random] [--repeats 3] [--workers 1] [--isolated]
+    python bench/bench_browser.py [--model bench/models/gpt2-random] [--repeats 3] [--workers 1]
+                                  [--isolated | --no-service-worker]
 
 Serves index.html (tools/serve.py) and the GPT-2-small-shaped random checkpoint from a local
 Hub (tools/hub_server.py), opens the page in a fresh browser context per repeat and times:
 page open -> "Ready" (cold, from the network), the model-load part the page reports, a second
 visit if the page then loads from its cache, prefill of a 128-token prompt, decode of 128
 greedy tokens and the largest worker heap, with the model on --workers workers (the page's
-?workers=; split over several, app/parallel.js; --isolated serves the page cross-origin isolated,
-so the workers share memory). Prefill and decode call the page's model from JS, as its main
+?workers=; split over several, app/parallel.js). The page is cross-origin isolated (the workers
+share memory) through its service worker from the second load on (sw.js), or by the server's
+headers with --isolated; --no-service-worker keeps it out, so the page is not isolated. The
+table says whether the timed page was. Prefill and decode call the page's model from JS, as its main
 thread does. Each repeat also runs the engine natively on one
 thread (bench_native.measure), so the browser/native ratios -- the headline, since absolute
 times drift on a shared machine -- compare runs made minutes apart. Prints a table of medians
@@ -58,7 +61,8 @@ async ([prompt, settings, steps]) => {
   const t2 = performance.now();
   await w.stop();
   return { prompt_tokens: info.prompt_tokens, prefill_ms: t1 - t0, decode_tokens: n,
-           decode_ms: t2 - t1, finish: token.finish, heap_bytes: await w.heap_bytes() };
+           decode_ms: t2 - t1, finish: token.finish, heap_bytes: await w.heap_bytes(),
+           isolated: crossOriginIsolated, shared: w.info.shared };
 }
 """
 
@@ -100,10 +104,10 @@ def open_until_ready(page, url: str) -> dict:
             "from_cache": "from cache" in status, "status": status}
 
 
-def browser_repeat(browser, url: str, prompt: str, settings: str, try_warm: bool) -> dict:
+def browser_repeat(browser, url: str, prompt: str, settings: str, try_warm: bool, service_workers: str) -> dict:
     """One fresh browser context (empty HTTP cache and IndexedDB): cold load, generation,
     and optionally a second visit to see whether the page loads from its cache."""
-    context = browser.new_context()
+    context = browser.new_context(service_workers=service_workers)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -130,6 +134,7 @@ def browser_repeat(browser, url: str, prompt: str, settings: str, try_warm: bool
         "prompt_tokens": run["prompt_tokens"], "prefill_ms": run["prefill_ms"],
         "decode_tok_s": run["decode_tokens"] / run["decode_ms"] * 1e3,
         "step_ms": run["decode_ms"] / run["decode_tokens"], "heap_mb": run["heap_bytes"] / 2**20,
+        "isolated": run["isolated"],
     }
 
 
@@ -162,7 +167,7 @@ def print_table(r: dict, repeats: int, workers: int, isolated: bool) -> None:
         ("prefill time browser/native", "x", fmt(r["prefill_ratio"], 2), ""),
         ("decode speed browser/native", "x", fmt(r["decode_ratio"], 2), ""),
     ]
-    page = f"Chromium, {workers} worker{'s' if workers > 1 else ''}" + (", isolated" if isolated else "")
+    page = f"Chromium, {workers} worker{'s' if workers > 1 else ''}, " + ("isolated" if isolated else "not isolated")
     print(f"\n| GPT-2 124M random, medians of {repeats} | unit | {page} | CPython 1 thread |")
     print("| --- | --- | --- | --- |")
     for row in rows:
@@ -175,6 +180,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--isolated", action="store_true", help="serve with COOP/COEP (SharedArrayBuffer)")
+    parser.add_argument("--no-service-worker", action="store_true", help="block the app's service worker")
     args = parser.parse_args()
     model, native_load_s = load_timed(args.model)
     prompt = prompt_of(model.tokenizer, PROMPT_TOKENS)
@@ -188,7 +194,8 @@ def main() -> None:
         for i in range(args.repeats):
             # A second visit costs a full download while the page has no cache: look once.
             try_warm = i == 0 or any(r["ready_warm_s"] is not None for r in browser_runs)
-            browser_runs.append(browser_repeat(browser, url, prompt, settings, try_warm))
+            browser_runs.append(browser_repeat(browser, url, prompt, settings, try_warm,
+                                              "block" if args.no_service_worker else "allow"))
             native_runs.append(measure(model, PROMPT_TOKENS, NEW_TOKENS) | {"load_s": native_load_s})
             b, n = browser_runs[-1], native_runs[-1]
             log(f"repeat {i + 1}: ready {b['ready_cold_s']:.1f} s, prefill {b['prefill_ms']:.0f} ms "
@@ -196,13 +203,15 @@ def main() -> None:
         browser.close()
 
     result = summarize(browser_runs, native_runs) | {
-        "model": str(args.model), "repeats": args.repeats, "workers": args.workers, "isolated": args.isolated, "prompt_tokens": PROMPT_TOKENS, "new_tokens": NEW_TOKENS,
+        "model": str(args.model), "repeats": args.repeats, "workers": args.workers,
+        "isolated": all(r["isolated"] for r in browser_runs), "prompt_tokens": PROMPT_TOKENS, "new_tokens": NEW_TOKENS,
         "browser_runs": browser_runs, "native_runs": native_runs,
     }
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"browser-{args.workers}{'-isolated' if args.isolated else ''}.json").write_text(json.dumps(result, indent=2))
-    print_table(result, args.repeats, args.workers, args.isolated)
+    mode = "headers" if args.isolated else "no-sw" if args.no_service_worker else "sw"
+    (out / f"browser-{args.workers}-{mode}.json").write_text(json.dumps(result, indent=2))
+    print_table(result, args.repeats, args.workers, result["isolated"])
 
 
 if __name__ == "__main__":

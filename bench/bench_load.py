@@ -1,13 +1,14 @@
-"""Benchmark (not a test): the worker's peak heap and the time to load GPT-2-small-shaped
+"""Benchmark (not a test): the workers' peak heaps and the time to load GPT-2-small-shaped
 weights in the real page, from the network and then from the browser cache.
 
-    python bench/bench_load.py [--model bench/models/gpt2-random]
+    python bench/bench_load.py [--model bench/models/gpt2-random] [--workers 1]
 
 Serves the random 124M checkpoint (made by tools/make_random_checkpoint.py if missing) from a
 local Hub, opens the page in headless Chromium and loads it twice: once downloading (into
 IndexedDB), once in a new page of the same browser context, from the cache. The WebAssembly
-heap only grows, so its size after a load is the peak of that load. Prints the figures and
-writes bench/out/load.json.
+heap only grows, so its size after a load is the peak of that load (per worker: with --workers
+N the model is split, and each worker should hold about its slice). Prints the figures and
+writes bench/out/load-<workers>.json.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def load_once(context, app_url: str) -> dict:
     page.goto(app_url)
     page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Runtime ready')",
                            timeout=TIMEOUT_MS)
-    heap = "() => window.modelWorker.heap_bytes()"
+    heap = "() => window.modelWorker.boot().then(() => Promise.all(window.modelWorker.workers.map(w => w.sync.heap_bytes())))"
     before = page.evaluate(heap)
     started = time.monotonic()
     page.click("#load")
@@ -60,13 +61,15 @@ def load_once(context, app_url: str) -> dict:
     if not status.startswith("Ready"):
         raise SystemExit(status)
     reported = re.search(r"in ([\d.]+) s", status)
-    return {"status": status, "heap_before_mb": before / 1e6, "peak_heap_mb": after / 1e6,
+    return {"status": status, "heap_before_mb": max(before) / 1e6, "peak_heap_mb": max(after) / 1e6,
+            "peak_heap_per_worker_mb": [h / 1e6 for h in after],
             "seconds": float(reported.group(1)) if reported else wall, "wall_seconds": wall}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     ensure_checkpoint(args.model)
     weights_mb = float32_weights(args.model) / 1e6
@@ -75,18 +78,20 @@ def main() -> None:
         context = browser.new_context()
         context.add_init_script(f"document.addEventListener('DOMContentLoaded', () => "
                                 f"document.getElementById('model').value = {json.dumps(REPO)})")
-        page_url = f"{app.url}/?{urlencode({'endpoint': hub.url})}"
+        page_url = f"{app.url}/?{urlencode({'endpoint': hub.url, 'workers': args.workers})}"
         runs = {name: load_once(context, page_url) for name in ("network", "cache")}
         browser.close()
-    result = {"float32_weights_mb": weights_mb, **runs,
+    result = {"float32_weights_mb": weights_mb, "workers": args.workers, **runs,
               "peak_ratio": {k: r["peak_heap_mb"] / weights_mb for k, r in runs.items()}}
-    out = ROOT / "bench" / "out" / "load.json"
+    out = ROOT / "bench" / "out" / f"load-{args.workers}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"float32 weights: {weights_mb:.1f} MB")
     for name, run in runs.items():
+        per_worker = ", ".join(f"{h:.0f}" for h in run["peak_heap_per_worker_mb"])
         print(f"{name:8} peak heap {run['peak_heap_mb']:7.1f} MB ({run['peak_heap_mb'] / weights_mb:.2f}x the weights;"
-              f" {run['heap_before_mb']:.1f} MB before loading), load {run['seconds']:.1f} s -- {run['status']}")
+              f" {run['heap_before_mb']:.1f} MB before loading; per worker: {per_worker} MB), load {run['seconds']:.1f} s"
+              f" -- {run['status']}")
 
 
 if __name__ == "__main__":

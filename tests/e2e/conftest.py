@@ -17,7 +17,8 @@ from tools.serve import AppServer
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
-ALLOWED_WARNINGS = ("Unable to use `window` or `document`",)  # PyScript, in a worker without SharedArrayBuffer
+ALLOWED_WARNINGS = ("Unable to use `window` or `document`",  # PyScript, in a worker without SharedArrayBuffer
+                    "Service Worker registration blocked by Playwright")  # open_plain's contexts
 LONG_TASKS = """
 window.__longTasks = [];
 new PerformanceObserver(list => window.__longTasks.push(...list.getEntries().map(e => ({start: e.startTime, duration: e.duration}))))
@@ -112,14 +113,15 @@ def app_url(app_server, path: str = "", **params) -> str:
     return f"{app_server.url}/{path}?{urlencode(params)}"
 
 
-def page_opener(browser, server):
+def page_opener(browser, server, service_workers: str = "allow"):
     """A function that opens pages of `server` in fresh browser contexts; checked for errors and
-    stray requests when the test ends."""
+    stray requests when the test ends. service_workers="block" keeps the app's service worker
+    out, and with it the cross-origin isolation it gives (sw.js)."""
     pages: list[AppPage] = []
 
     def open_page(path: str, setup=None, allowed_hosts=("127.0.0.1",), **params) -> AppPage:
         """setup(context) runs before the page opens (e.g. to add routes)."""
-        context = browser.new_context()
+        context = browser.new_context(service_workers=service_workers)
         if setup:
             setup(context)
         pages.append(AppPage(context.new_page(), app_url(server, path, **params), allowed_hosts))
@@ -149,6 +151,13 @@ def isolated_server():
 def open_isolated(browser, isolated_server):
     """open_path's pages, from the cross-origin-isolated server."""
     yield from page_opener(browser, isolated_server)
+
+
+@pytest.fixture
+def open_plain(browser, app_server):
+    """open_path's pages without the service worker: not cross-origin isolated, as on a host
+    without COOP/COEP headers in a browser that refuses service workers."""
+    yield from page_opener(browser, app_server, service_workers="block")
 
 
 @pytest.fixture

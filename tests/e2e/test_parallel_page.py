@@ -20,21 +20,21 @@ def wait_done(page, timeout: float = 120) -> str:
 
 
 @pytest.mark.parametrize("name,workers", [("tiny", 2), ("odd-heads", 2), ("odd-heads", 3)])
-def test_sharded_page_writes_the_single_worker_greedy_reply(open_path, hub, name, workers):
+def test_sharded_page_writes_the_single_worker_greedy_reply(open_plain, hub, name, workers):
     model = fixture_model(name)
     settings = GenerationSettings(temperature=0, max_new_tokens=30)
     single = list(model.generate(PROMPT, settings))
     sharded = list(generate_sharded(make_shards(model.params, model.config, workers), model.tokenizer, PROMPT, settings))
     assert [s.token_id for s in sharded] == [s.token_id for s in single]
-    app = open_path("examples/parallel/", model=f"test/{name}", endpoint=hub.url, prompt=PROMPT,
-                    workers=workers, max_new_tokens=30)
+    app = open_plain("examples/parallel/", model=f"test/{name}", endpoint=hub.url, prompt=PROMPT,
+                     workers=workers, max_new_tokens=30)
     assert wait_done(app.page) == "".join(s.text for s in single)
     info = app.page.evaluate("window.parallelModel.info")
-    assert info["workers"] == workers and len(info["shard_bytes"]) == workers
+    assert info["workers"] == workers and len(info["shard_bytes"]) == workers and info["shared"] is False
 
 
-def test_sharded_steps_equal_cpython_token_by_token(open_path, hub):
-    app = open_path("examples/parallel/", model="test/odd-heads", endpoint=hub.url, prompt="Hi", workers=2,
+def test_sharded_steps_equal_cpython_token_by_token(open_plain, hub):
+    app = open_plain("examples/parallel/", model="test/odd-heads", endpoint=hub.url, prompt="Hi", workers=2,
                     max_new_tokens=2)
     wait_done(app.page)
     settings = dict(temperature=0.9, top_k=50, top_p=0.9, repetition_penalty=1.2, seed=11, max_new_tokens=60)
@@ -81,20 +81,30 @@ def test_chat_page_uses_a_worker_per_core_by_default(chat):
     assert chat.page.input_value("#workers") == str(min(cores, 8))
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_chat_page_replies_the_same_on_one_or_two_workers(open_app, hub, workers):
-    app = open_app(model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=30, workers=workers)
+@pytest.mark.parametrize("workers,service_worker", [(1, False), (2, False), (2, True)])
+def test_chat_page_replies_the_same_on_one_or_two_workers(open_plain, open_path, hub, workers, service_worker):
+    """Without isolation (no COOP/COEP, no service worker) the workers exchange through the
+    page; with the app's service worker the page on a plain static host is cross-origin
+    isolated from the second visit on (sw.js) and they share memory. One worker, two, either
+    way: the same reply."""
+    opener = open_path if service_worker else open_plain
+    app = opener("", model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=30, workers=workers)
+    if service_worker:  # the first visit installs it; from the second on the page is isolated
+        app.wait_status("Ready")
+        app.page.reload()
     status = app.wait_status("Ready")
     assert ("split over 2 workers" in status) == (workers == 2)
     assert chat_reply(app, PROMPT) == greedy_text("odd-heads", PROMPT, 30)
-    assert app.page.evaluate("window.modelWorker.info.workers") == workers
+    info = app.page.evaluate("[crossOriginIsolated, window.modelWorker.info]")
+    assert info[0] == service_worker and info[1]["workers"] == workers
+    assert info[1]["shared"] == (service_worker and workers == 2)
     assert "in each of 2 workers" in app.page.text_content("#stats") if workers == 2 else "each" not in \
         app.page.text_content("#stats")
 
 
-def test_chat_page_worker_count_can_be_changed_before_a_load(open_app, hub):
+def test_chat_page_worker_count_can_be_changed_before_a_load(open_plain, hub):
     """The Workers field applies to the next load (odd-heads has 3 heads: up to 3 shards)."""
-    app = open_app(model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=20, workers=1)
+    app = open_plain("", model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=20, workers=1)
     app.wait_status("Ready")
     load = app.page.get_by_role("button", name="Load model")
     app.page.fill("#workers", "3")
