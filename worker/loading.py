@@ -101,7 +101,7 @@ async def load_checkpoint(options: dict, push: Push, shard: tuple[int, int] | No
     cache = Cache(off=LOCAL) if local else await Cache.open()
     try:
         source, about = await model_source(options, cache)
-        if shard is not None and (local or cache.usable):
+        if shard is not None and (local or cache.usable or shard[0] > 0):
             model = await read_shard(source, cache, progress, label, options, *shard, about.get("commit"))
         else:
             model = await read_model(source, cache, progress, label, options)
@@ -152,14 +152,15 @@ class ShardOfModel:
 async def read_shard(source: Source, cache: Cache, progress: Progress, label: str, options: dict,
                      index: int, n_shards: int, commit: str | None) -> ShardOfModel | Model:
     """Shard `index` of n_shards (at most one per head), read tensor by tensor from the cache
-    (or the visitor's files) so the worker never holds more than its slice and one tensor;
-    the whole model if it has one head, no safetensors (a .bin is read whole) or the browser
-    cache failed (the other workers would have to download it again)."""
+    (or the visitor's files) so the worker never holds more than its slice and one tensor. The
+    lead loads the whole model instead if it has one head, no safetensors (a .bin is read whole)
+    or the browser cache failed (the other workers would have to download it again); the others
+    are only asked once the lead has split it."""
     have = await fetch_checkpoint(source, cache, progress.update, lambda raw: check_fits(label, raw), open_weights)
     config = parse_config(bytes(have["config.json"]))
     n_shards = min(n_shards, config.n_head)
     names = weight_files(have)
-    if n_shards == 1 or names == [TORCH_BIN] or not (cache.usable or cache.off == LOCAL):
+    if index == 0 and (n_shards == 1 or names == [TORCH_BIN] or not (cache.usable or cache.off == LOCAL)):
         return await read_model(source, cache, progress, label, options, have)
     tokenizer = None
     if index == 0:

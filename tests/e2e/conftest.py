@@ -3,9 +3,7 @@ checkpoints behind a local server that speaks the Hub's URL layout. Chromium can
 any other host, and every test fails on a console error or a request to another host."""
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest

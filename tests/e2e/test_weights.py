@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -239,6 +238,7 @@ def test_quota_exceeded_runs_from_memory_and_keeps_nothing(browser, app_server, 
         status = load(app, tiny)
         assert status.startswith("Ready") and "not cached: " in status and "storage is full" in status, status
         assert all(m["bytes"] == 0 for m in json.loads(app.worker("cache_models"))["models"])
+        assert app.page.evaluate("window.modelWorker.info.workers") == 1  # not split: no cache to share
         assert app.errors == []
     finally:
         app.page.context.new_cdp_session(app.page).send("Storage.overrideQuotaForOrigin", {"origin": app_server.url})
@@ -251,6 +251,7 @@ def test_indexeddb_unavailable_runs_from_memory(browser, app_server, hub, tiny):
         app.page.evaluate("() => new Promise(r => { const q = indexedDB.open('browser-llm', 99); q.onsuccess = () => { q.result.close(); r(); }; })")
         status = load(app, tiny)
         assert status.startswith("Ready") and "not cached: the browser cache (IndexedDB) is not available" in status, status
+        assert app.page.evaluate("window.modelWorker.info.workers") == 1  # not split: no cache to share
         assert app.errors == []
     finally:
         app.page.context.close()
