@@ -42,6 +42,11 @@ export function allReduce(partials) {
   return total;
 }
 
+/** An event a worker pushed (worker.push: a JSON string), or {} for PyScript's own messages. */
+function pushed({ data }) {
+  return typeof data === "string" ? JSON.parse(data) : {};
+}
+
 /** Concatenation of Float32Arrays. */
 function concat(parts) {
   const out = new Float32Array(parts.reduce((n, part) => n + part.length, 0));
@@ -135,8 +140,8 @@ export class ParallelModel {
     const booting = this.boot();
     if (!this.#workers.length) await booting;  // no lead given: wait for the workers
     const options = { ...JSON.parse(request), tiktoken: (await chooseRuntime()).tiktoken };
-    const listener = ({ data }) => {
-      const event = typeof data === "string" ? JSON.parse(data) : {};
+    const listener = message => {
+      const event = pushed(message);
       if (event.kind === "progress" || event.kind === "status") onProgress?.(event);
     };
     this.#workers[0].addEventListener("message", listener);
@@ -164,8 +169,8 @@ export class ParallelModel {
   async #loadShards(options, booting) {
     const load = (request, i, n) => this.#workers[i].sync.shard_load(JSON.stringify(request), i, n).then(JSON.parse);
     let others = Promise.resolve([]);
-    const startOthers = ({ data }) => {
-      const event = typeof data === "string" ? JSON.parse(data) : {};
+    const startOthers = message => {
+      const event = pushed(message);
       if (event.kind !== "shards") return;
       const request = event.commit ? { ...options, revision: event.commit } : options;  // no second look at a branch
       others = booting.then(running => running < event.n_shards ? null :
@@ -255,7 +260,7 @@ export class ParallelModel {
     await this.#workers[0]?.sync.shard_stop();
   }
 
-  async tokenize(text) { return this.#active === 1 ? this.#lead.tokenize(text) : this.#lead.shard_tokenize(text); }
+  async tokenize(text) { return this.#lead.tokenize(text); }
   async defaults() { return this.#lead.defaults(); }
   async cache_models() { return this.#lead.cache_models(); }
   async cache_delete(model) { return this.#lead.cache_delete(model); }

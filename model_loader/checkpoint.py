@@ -8,7 +8,7 @@ of the browser's cache) straight into Params, keeping of each tensor only what `
 shard's slice, say), so memory holds the kept parts, the tensor being read and one block:
 
     builder = ParamsBuilder(config, keep)
-    stream = SafetensorsStream(size, builder.add, builder.rows)  # one stream per file of the checkpoint
+    stream = file_stream(builder, size)            # one stream per file of the checkpoint
     for block in blocks:                           # the browser: as each block arrives
         stream.feed(block)
     stream.finish()
@@ -114,10 +114,16 @@ def check_vocabulary(tokenizer: Tokenizer, config: GPT2Config) -> None:
         raise ValueError(f"the tokenizer has {tokenizer.n_vocab} tokens but the model only {config.n_vocab}")
 
 
+def file_stream(builder: ParamsBuilder, size: int) -> SafetensorsStream:
+    """A reader of one safetensors file of `size` bytes that hands its tensors to the builder,
+    reading only the rows of them the builder keeps; feed it the file's blocks, then finish()."""
+    return SafetensorsStream(size, builder.add, builder.rows)
+
+
 def feed_file(builder: ParamsBuilder, blocks: Iterable[Buffer], size: int) -> None:
     """Read one safetensors file of `size` bytes, block by block, into the builder (call once
     per file of a sharded checkpoint)."""
-    stream = SafetensorsStream(size, builder.add, builder.rows)
+    stream = file_stream(builder, size)
     for block in blocks:
         stream.feed(block)
     stream.finish()

@@ -97,11 +97,18 @@ class Cache:
         """Copy the stored chunks [first, end) into buffer (the whole file); False if one went missing."""
         for index in range(first, chunk_count(size) if end is None else end):
             start, stop = chunk_span(index, size)
-            data = await self.guard(lambda: idb.get(self.db, "chunks", js_key((*key, index))))
-            if data is None or data.byteLength != stop - start:
+            chunk = await self.chunk(key, index, size)
+            if chunk is None:
                 return False
-            js.Uint8Array.new(data).assign_to(buffer[start:stop])
+            chunk.assign_to(buffer[start:stop])
         return True
+
+    async def chunk(self, key: FileKey, index: int, size: int):
+        """Stored chunk `index` of a file of `size` bytes, as a JS Uint8Array; None if it is
+        missing or not as long as it must be."""
+        start, stop = chunk_span(index, size)
+        data = await self.guard(lambda: idb.get(self.db, "chunks", js_key((*key, index))))
+        return js.Uint8Array.new(data) if data is not None and data.byteLength == stop - start else None
 
     async def chunks(self, key: FileKey, size: int, on_bytes) -> AsyncIterator[memoryview]:
         """The stored file's bytes in blocks of READ_BLOCK (one view, reused for the next block:
@@ -110,11 +117,10 @@ class Cache:
         buffer = memoryview(bytearray(min(READ_BLOCK, size)))
         for index in range(chunk_count(size)):
             start, stop = chunk_span(index, size)
-            data = await self.guard(lambda: idb.get(self.db, "chunks", js_key((*key, index))))
-            if data is None or data.byteLength != stop - start:
+            chunk = await self.chunk(key, index, size)
+            if chunk is None:
                 await self.delete(key)
                 raise OSError(f"{key[3]}: the browser cache lost part of it; press Load model to fetch it again")
-            chunk = js.Uint8Array.new(data)
             for at in range(0, stop - start, READ_BLOCK):
                 n = min(READ_BLOCK, stop - start - at)
                 chunk.subarray(at, at + n).assign_to(buffer[:n])

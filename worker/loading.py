@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 from engine import GPT2Config, Model
 from engine.parallel import Shard, ShardSlicer
-from model_loader.checkpoint import (INDEX, SAFETENSORS, TORCH_BIN, assemble_model, check_vocabulary,
+from model_loader.checkpoint import (INDEX, SAFETENSORS, TORCH_BIN, assemble_model, check_vocabulary, file_stream,
                                      read_tokenizer_files, weight_files)
 from model_loader.config import parse_config
-from model_loader.safetensors import SafetensorsStream
 from model_loader.tokenizer import Tokenizer
 from model_loader.weights import ParamsBuilder
 from pyscript.js_modules import idb
@@ -29,7 +28,6 @@ HEAP_LIMIT = 4 * 2**30  # a 32-bit WebAssembly memory
 # (bench/bench_load.py: the download buffer becomes the weights), 1.5 for F16/BF16 ones.
 LOAD_PEAK = 1.5
 Push = Callable[..., None]
-LOCAL = "local files are not cached"
 
 
 class ModelTooBig(MemoryError):
@@ -98,7 +96,7 @@ async def load_checkpoint(options: dict, push: Push, shard: tuple[int, int] | No
     progress = Progress(push)
     local = "local" in options
     label = "the model from local files" if local else options["repo"]
-    cache = Cache(off=LOCAL) if local else await Cache.open()
+    cache = Cache(off="local files are not cached") if local else await Cache.open()
     try:
         source, about = await model_source(options, cache)
         if shard is not None and (local or cache.usable or shard[0] > 0):
@@ -160,7 +158,7 @@ async def read_shard(source: Source, cache: Cache, progress: Progress, label: st
     config = parse_config(bytes(have["config.json"]))
     n_shards = min(n_shards, config.n_head)
     names = weight_files(have)
-    if index == 0 and (n_shards == 1 or names == [TORCH_BIN] or not (cache.usable or cache.off == LOCAL)):
+    if index == 0 and (n_shards == 1 or names == [TORCH_BIN] or not (cache.usable or "local" in options)):
         return await read_model(source, cache, progress, label, options, have)
     tokenizer = None
     if index == 0:
@@ -169,7 +167,7 @@ async def read_shard(source: Source, cache: Cache, progress: Progress, label: st
         check_vocabulary(tokenizer, config)
     builder = ParamsBuilder(config, ShardSlicer(config, index, n_shards))
     for weights in [have.pop(name) for name in names]:
-        stream = SafetensorsStream(weights.size, builder.add, builder.rows)
+        stream = file_stream(builder, weights.size)
         async for block in weights.blocks():
             stream.feed(block)
         stream.finish()

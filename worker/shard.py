@@ -186,7 +186,3 @@ def next_step(logits: np.ndarray) -> str:
 
 def shard_stop() -> None:
     state["decoder"] = None
-
-
-def shard_tokenize(text: str) -> str:
-    return json.dumps(state["tokenizer"].encode(text))

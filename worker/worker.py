@@ -13,7 +13,7 @@ from worker import shard
 from worker.loading import cache_delete, cache_models, load_checkpoint, model_size
 from worker.protocol import read_start, step_fields
 from worker.shard import (shard_busy, shard_exchange, shard_feed, shard_next, shard_run, shard_share, shard_start,
-                          shard_stop, shard_tokenize)
+                          shard_stop)
 
 state: dict = {"model": None, "steps": None}
 
@@ -72,8 +72,9 @@ def stop() -> None:
 
 
 def tokenize(text: str) -> str:
-    """Token ids of text with the loaded model's tokenizer, as JSON."""
-    return json.dumps(state["model"].tokenizer.encode(text))
+    """Token ids of text with the loaded model's tokenizer (whole, or the lead shard's), as JSON."""
+    tokenizer = state["model"].tokenizer if state["model"] is not None else shard.state["tokenizer"]
+    return json.dumps(tokenizer.encode(text))
 
 
 def heap_bytes() -> float:
@@ -93,5 +94,5 @@ async def shard_load(request: str, index: int, n_shards: int) -> str:
 
 __export__ = ["load", "release", "defaults", "start", "step", "stop", "tokenize", "heap_bytes",
               "cache_models", "cache_delete", "model_size",
-              "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_stop", "shard_tokenize",
+              "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_stop",
               "shard_busy", "shard_share", "shard_run"]
