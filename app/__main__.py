@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -9,7 +10,8 @@ from collections.abc import Iterator
 from engine import GenerationSettings, Model, Step
 from engine.chat import CHAT_STYLES, chat_prompt
 from model_loader import load_model
-from model_loader.hub import DEFAULT_CACHE, DEFAULT_ENDPOINT
+from model_loader.fetch import DEFAULT_CACHE
+from model_loader.hub import DEFAULT_ENDPOINT
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -17,7 +19,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default="openai-community/gpt2", help="local folder or Hub repo id")
     common.add_argument("--revision", default="main")
-    common.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="Hub endpoint (default: %(default)s)")
+    common.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT),
+                        help="Hub endpoint (default: $HF_ENDPOINT or %s)" % DEFAULT_ENDPOINT)
     common.add_argument("--cache-dir", default=DEFAULT_CACHE)
     common.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     common.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")

@@ -35,7 +35,8 @@ def show_progress(event):
     got, size = files[data["file"]]
     verb = "Reading " if data["cached"] else "Downloading "
     speed = " · " + megabytes(data["speed"]) + "/s" if data["speed"] and not data["cached"] else ""
-    set_status(verb + data["file"] + ": " + megabytes(got) + " of " + megabytes(size) + percent(got, size)
+    host = " from " + data["host"] if data.get("host") else ""
+    set_status(verb + data["file"] + host + ": " + megabytes(got) + " of " + megabytes(size) + percent(got, size)
                + " · all files " + megabytes(received) + " of " + megabytes(total) + percent(received, total) + speed)
 
 
@@ -98,7 +99,8 @@ def load_summary(result):
     if result["from_cache"]:
         text = "loaded from cache in " + seconds
     else:
-        text = "downloaded " + megabytes(result["downloaded"]) + " and loaded in " + seconds
+        host = " from " + result["host"] if result.get("host") else ""
+        text = "downloaded " + megabytes(result["downloaded"]) + host + " and loaded in " + seconds
     if result["not_cached"]:
         text += " · not cached: " + result["not_cached"] + "; running from memory"
     return text
@@ -135,7 +137,7 @@ def ask_size(delay):
 
 
 async def show_size(request, delay):
-    """Ask the worker (a HEAD on the hub) how big the chosen model's weights are, unless a
+    """Ask the worker (the Hub's file listing) how big the chosen model's weights are, unless a
     newer question or a load came meanwhile."""
     await asyncio.sleep(delay)
     model = hub_model()
@@ -152,9 +154,10 @@ def size_text(repo, answer):
         return repo + ": size unknown (" + answer["error"] + ")"
     if answer["cached"]:
         return repo + ": cached (" + megabytes(answer["bytes"]) + ", no download)"
-    if answer["bytes"] is None:
-        return repo + ": download size unknown"
-    return repo + ": ≈ " + approx_megabytes(answer["bytes"]) + " to download"
+    if not answer["bytes"]:
+        return repo + ": no weights on the Hub"
+    host = " from " + answer["host"] if answer["host"] else ""
+    return repo + ": ≈ " + approx_megabytes(answer["bytes"]) + " to download" + host
 
 
 def approx_megabytes(n):

@@ -7,7 +7,8 @@ from pathlib import Path
 from engine import Model
 
 from .checkpoint import MissingFileError, assemble_model, files_to_fetch
-from .hub import DEFAULT_CACHE, DEFAULT_ENDPOINT, download_repo
+from .fetch import DEFAULT_CACHE, download_repo
+from .hub import DEFAULT_ENDPOINT
 
 __all__ = ["MissingFileError", "assemble_model", "files_to_fetch", "load_folder", "load_model"]
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from engine import GPT2Config, Model, Params
 
 from .config import parse_config
+from .hub import is_safe_name
 from .safetensors import Buffer, SafetensorsStream, read_safetensors
 from .tokenizer import Tokenizer, Vocabulary, read_vocabulary, tiktoken_tokenizer
 from .torch_pickle import read_torch_checkpoint
@@ -49,12 +50,26 @@ def files_to_fetch(have: Mapping[str, Buffer | None]) -> list[str]:
 
 
 def shard_names(index: Buffer) -> list[str]:
-    """The shard files listed by model.safetensors.index.json, in order."""
+    """The shard files listed by model.safetensors.index.json, in order: plain names of files
+    beside it (a name with a path is refused, so nothing outside the model's folder is read)."""
     try:
-        weight_map = json.loads(bytes(index))["weight_map"]
-        return sorted(set(weight_map.values()))
-    except (ValueError, KeyError, TypeError, AttributeError):
+        names = sorted(set(json.loads(bytes(index))["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise MissingFileError(f"{INDEX} has no valid weight_map") from None
+    if unsafe := [name for name in names if not is_safe_name(name)]:
+        raise MissingFileError(f"{INDEX} names a shard outside the model's folder: {unsafe[0]!r:.80}")
+    return names
+
+
+def listed_weight_files(names: Iterable[str]) -> list[str]:
+    """Of a repository's file names, those that hold the weights files_to_fetch would fetch:
+    model.safetensors, else the .safetensors shards beside an index, else pytorch_model.bin."""
+    names = set(names)
+    if SAFETENSORS in names:
+        return [SAFETENSORS]
+    if INDEX in names:
+        return sorted(name for name in names if name.endswith(".safetensors"))
+    return [TORCH_BIN] if TORCH_BIN in names else []
 
 
 def is_weights(name: str) -> bool:

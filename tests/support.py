@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -30,3 +31,30 @@ def fixture_model(name: str):
 @functools.cache
 def reference(name: str) -> dict[str, np.ndarray]:
     return dict(np.load(FIXTURES / "reference" / f"{name}.npz"))
+
+
+# Files of openai-community/gpt2 that a GPT-2 loader must not fetch (besides its own four).
+GPT2_REPO_EXTRAS = ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "64-8bits.tflite", "rust_model.ot",
+                    "tokenizer.json", "generation_config.json", "README.md", "onnx/decoder_model.onnx")
+
+
+def gpt2_layout_repo(folder: Path) -> Path:
+    """The tiny fixture laid out as openai-community/gpt2 is: tensor names without
+    "transformer.", the old causal-mask buffers h.N.attn.bias, and many files in other formats
+    (filled with junk: a loader that fetches one of them is wrong anyway). Same weights as tiny."""
+    from safetensors.numpy import load_file, save_file
+
+    tiny = MODELS / "tiny"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = json.loads((tiny / "config.json").read_text())
+    tensors = {name.removeprefix("transformer."): array for name, array in load_file(tiny / "model.safetensors").items()}
+    n = config["n_positions"]
+    for layer in range(config["n_layer"]):
+        tensors[f"h.{layer}.attn.bias"] = np.tril(np.ones((n, n), np.float32)).reshape(1, 1, n, n)
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    for name in ("config.json", "vocab.json", "merges.txt"):
+        (folder / name).write_bytes((tiny / name).read_bytes())
+    for name in GPT2_REPO_EXTRAS:
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(b"not for a GPT-2 loader in the browser " * 50)
+    return folder

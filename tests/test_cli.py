@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from support import MODELS, ROOT
+from support import MODELS, ROOT, gpt2_layout_repo
 from tools.hub_server import HubServer
 
 GREEDY = ["--temperature", "0", "--repetition-penalty", "1", "--max-new-tokens", "12"]
@@ -31,24 +31,86 @@ def test_generate_from_a_folder_streams_the_engines_text(tiny):
     assert "tok/s" in done.stderr and "prompt" in done.stderr
 
 
-@pytest.fixture
-def hub():
-    with HubServer({"test/tiny": {"main": MODELS / "tiny"}}) as server:
+@pytest.fixture(scope="module", params=["direct", "real"])
+def hub_server(request, tmp_path_factory):
+    """The local Hub, answering every file itself ("direct") or as huggingface.co answers
+    ("real": weights by a 302 to a CDN origin)."""
+    repos = {"test/tiny": {"main": MODELS / "tiny"}, "test/bin": {"main": MODELS / "bin"},
+             "test/gpt2-layout": {"main": gpt2_layout_repo(tmp_path_factory.mktemp("gpt2"))}}
+    with HubServer(repos, real=request.param == "real", page_size=3) as server:
         yield server
 
 
+@pytest.fixture
+def hub(hub_server):
+    hub_server.clear_faults()
+    hub_server.clear_requests()
+    return hub_server
+
+
+def hub_generate(hub, cache, model="test/tiny"):
+    return run_cli("generate", "--model", model, "--endpoint", hub.url, "--cache-dir", str(cache),
+                   "--prompt", "Once upon", *GREEDY)
+
+
+def bodies(hub, name="model.safetensors"):
+    """The requests that carried (or were to carry) a file's bytes: not the real mode's 302s."""
+    return [r for r in hub.requests if r.file == name and r.method == "GET" and r.status != 302]
+
+
 def test_generate_downloads_a_hub_repo_once(tiny, hub, tmp_path):
-    args = ["generate", "--model", "test/tiny", "--endpoint", hub.url, "--cache-dir", str(tmp_path),
-            "--prompt", "Once upon", *GREEDY]
-    first = run_cli(*args)
+    first = hub_generate(hub, tmp_path)
     assert first.returncode == 0, first.stderr
     assert first.stdout.rstrip("\n") == expected_text(tiny, "Once upon")
-    fetched = {r.file for r in hub.requests if r.status == 200}
+    fetched = {r.file for r in hub.requests if r.status == 200 and r.file and not r.file.startswith("api:")}
     assert fetched == {"config.json", "vocab.json", "merges.txt", "model.safetensors"}
     hub.clear_requests()
-    again = run_cli(*args)
+    again = hub_generate(hub, tmp_path)
     assert again.returncode == 0 and again.stdout == first.stdout
-    assert hub.requests == []  # served from the local cache
+    assert [r.file for r in hub.requests] == ["api:revision"]  # the branch is looked up; every file is cached
+
+
+def test_a_repo_laid_out_as_openai_gpt2_fetches_only_what_it_needs(tiny, hub, tmp_path):
+    done = hub_generate(hub, tmp_path, "test/gpt2-layout")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip("\n") == expected_text(tiny, "Once upon")  # the same weights as tiny
+    fetched = {r.file for r in hub.requests if r.file and not r.file.startswith("api:")}
+    assert fetched == {"config.json", "vocab.json", "merges.txt", "model.safetensors"}
+
+
+def test_an_older_repo_with_only_pytorch_model_bin_loads(hub, tmp_path):
+    done = hub_generate(hub, tmp_path, "test/bin")
+    assert done.returncode == 0, done.stderr
+    assert [r.file for r in bodies(hub, "pytorch_model.bin")] == ["pytorch_model.bin"]
+
+
+def test_a_flipped_byte_is_refused_and_nothing_is_kept(hub, tmp_path):
+    hub.set_fault("test/tiny", "model.safetensors", flip=1000, times=1)
+    done = hub_generate(hub, tmp_path)
+    assert done.returncode == 1 and "sha256" in done.stderr and "corrupted" in done.stderr, done.stderr
+    assert not list(tmp_path.rglob("model.safetensors*"))
+    assert hub_generate(hub, tmp_path).returncode == 0
+
+
+def test_a_small_file_is_checked_too(hub, tmp_path):
+    hub.set_fault("test/tiny", "config.json", flip=10, times=1)
+    done = hub_generate(hub, tmp_path)
+    assert done.returncode == 1 and "config.json" in done.stderr and "git blob sha1" in done.stderr, done.stderr
+
+
+def test_a_cut_download_resumes_from_the_bytes_received(hub, tmp_path):
+    hub.set_fault("test/tiny", "model.safetensors", cut_after=200_000, delay=0.01, times=1)
+    done = hub_generate(hub, tmp_path)
+    assert done.returncode == 0, done.stderr
+    first, second = bodies(hub)
+    assert first.range is None and second.range == f"bytes={first.bytes_sent}-" and second.status == 206
+
+
+def test_an_html_page_instead_of_the_file_is_refused(hub, tmp_path):
+    hub.set_fault("test/tiny", "model.safetensors", html=True)
+    done = hub_generate(hub, tmp_path)
+    assert done.returncode == 1 and "model.safetensors" in done.stderr, done.stderr
+    assert not list(tmp_path.rglob("model.safetensors"))
 
 
 def test_unknown_repo_is_a_clear_error(hub, tmp_path):

@@ -328,6 +328,120 @@ def test_invalid_faults_are_rejected(hub: HubServer, fault: dict) -> None:
         hub.set_fault(REPO, "config.json", **fault)
 
 
+# --------------------------------------------------------------------------- the JSON API
+
+
+def git_blob_sha1(data: bytes) -> str:
+    return subprocess.run(["git", "hash-object", "--stdin"], input=data, capture_output=True, check=True).stdout.decode().strip()
+
+
+def test_api_revision_names_the_commit(hub: HubServer) -> None:
+    status, headers, body = request(f"{hub.url}/api/models/{REPO}/revision/main")
+    answer = json.loads(body)
+    assert (status, answer["sha"], headers["Access-Control-Allow-Origin"]) == (200, fake_commit(REPO, "main"), "*")
+    assert {s["rfilename"] for s in answer["siblings"]} == {"model.safetensors", "config.json", "empty.txt"}
+    assert json.loads(request(f"{hub.url}/api/models/{REPO}/revision/{answer['sha']}")[2])["sha"] == answer["sha"]
+
+
+def test_api_tree_lists_sizes_git_blob_ids_and_lfs_sha256(hub: HubServer) -> None:
+    status, _, body = request(f"{hub.url}/api/models/{REPO}/tree/main")
+    entries = {e["path"]: e for e in json.loads(body)}
+    assert status == 200 and set(entries) == {"model.safetensors", "config.json", "empty.txt"}
+    assert entries["config.json"]["oid"] == git_blob_sha1(CONFIG) and entries["config.json"]["size"] == len(CONFIG)
+    assert entries["empty.txt"]["oid"] == git_blob_sha1(b"")
+    assert entries["model.safetensors"]["lfs"] == {"oid": hashlib.sha256(WEIGHTS).hexdigest(), "size": len(WEIGHTS),
+                                                   "pointerSize": 135}
+
+
+def test_api_tree_pages_with_a_link_header(repo_dir: Path) -> None:
+    with HubServer({REPO: {"main": repo_dir}}, page_size=2) as hub:
+        url, names = f"{hub.url}/api/models/{REPO}/tree/main", []
+        while url:
+            _, headers, body = request(url)
+            names += [e["path"] for e in json.loads(body)]
+            url = (re.match(r'<([^>]+)>; rel="next"', headers.get("Link") or "") or [None, None])[1]
+        assert sorted(names) == ["config.json", "empty.txt", "model.safetensors"]
+        assert "Link" in request(f"{hub.url}/api/models/{REPO}/tree/main")[1]["Access-Control-Expose-Headers"]
+
+
+@pytest.mark.parametrize(("path", "status", "code"), [
+    ("/api/models/nobody/nothing/revision/main", 401, "RepoNotFound"),
+    (f"/api/models/{REPO}/revision/v9", 404, "RevisionNotFound"),
+    (f"/api/models/{REPO}/tree/v9", 404, "RevisionNotFound"),
+])
+def test_api_errors(hub: HubServer, path: str, status: int, code: str) -> None:
+    got, headers, _ = request(hub.url + path)
+    assert (got, headers["X-Error-Code"]) == (status, code)
+
+
+def test_api_faults(hub: HubServer) -> None:
+    hub.set_fault(REPO, "api:revision", status=500, times=1)
+    assert request(f"{hub.url}/api/models/{REPO}/revision/main")[0] == 500
+    hub.set_fault(REPO, "api:tree", html=True, times=1)
+    status, headers, body = request(f"{hub.url}/api/models/{REPO}/tree/main")
+    assert status == 200 and headers["Content-Type"].startswith("text/html") and body.startswith(b"<!doctype html>")
+    assert json.loads(request(f"{hub.url}/api/models/{REPO}/tree/main")[2])
+
+
+# --------------------------------------------------------------------------- the real mode: a CDN on another origin
+
+
+@pytest.fixture(scope="module")
+def real_hub(repo_dir: Path) -> HubServer:
+    with HubServer({REPO: {"main": repo_dir}}, real=True) as server:
+        yield server
+
+
+def test_real_mode_redirects_weights_to_another_origin_with_the_hash_on_the_redirect_only(real_hub: HubServer) -> None:
+    status, headers, body = request(file_url(real_hub, "model.safetensors"))
+    sha256 = hashlib.sha256(WEIGHTS).hexdigest()
+    location = headers["Location"]
+    assert status == 302 and body == b"" and urlsplit(location).port != urlsplit(real_hub.url).port
+    assert (headers["X-Linked-Etag"], headers["X-Linked-Size"]) == (f'"{sha256}"', str(len(WEIGHTS)))
+    status, cdn, body = request(location, headers={"Range": "bytes=100-"})
+    assert (status, body) == (206, WEIGHTS[100:]) and cdn["Content-Range"] == f"bytes 100-{len(WEIGHTS) - 1}/{len(WEIGHTS)}"
+    assert re.fullmatch(r'"[0-9a-f]{64}"', cdn["ETag"]) and sha256 not in cdn["ETag"]  # looks like one; is not
+    assert "X-Linked-Etag" not in cdn and cdn["Access-Control-Allow-Origin"] == "*"
+    exposed = cdn["Access-Control-Expose-Headers"]
+    assert "Content-Range" not in exposed and "Accept-Ranges" not in exposed
+
+
+def test_real_mode_serves_small_files_itself(real_hub: HubServer) -> None:
+    status, headers, body = request(file_url(real_hub, "config.json"))
+    assert (status, body, headers["ETag"]) == (200, CONFIG, f'"{git_blob_sha1(CONFIG)}"')
+
+
+def test_real_mode_cdn_refuses_preflights(real_hub: HubServer) -> None:
+    location = request(file_url(real_hub, "model.safetensors"))[1]["Location"]
+    status, headers, _ = request(location, "OPTIONS", {"Access-Control-Request-Method": "GET",
+                                                       "Access-Control-Request-Headers": "x-custom"})
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
+
+
+def test_real_mode_faults_break_bodies_on_the_cdn_and_statuses_on_the_hub(real_hub: HubServer) -> None:
+    real_hub.clear_requests()
+    real_hub.set_fault(REPO, "model.safetensors", flip=5, times=1)
+    location = request(file_url(real_hub, "model.safetensors"))[1]["Location"]
+    assert request(location)[2][5] == WEIGHTS[5] ^ 0xFF
+    real_hub.set_fault(REPO, "model.safetensors", status=403, times=1)
+    assert request(file_url(real_hub, "model.safetensors"))[0] == 403
+    assert [(r.host, r.status) for r in real_hub.requests] == [("hub", 302), ("cdn", 200), ("hub", 403)]
+    real_hub.clear_faults()
+
+
+def test_fault_html_and_wrong_length(hub: HubServer) -> None:
+    hub.set_fault(REPO, "model.safetensors", html=True, times=1)
+    status, headers, body = request(file_url(hub, "model.safetensors"))
+    assert status == 200 and body.startswith(b"<!doctype html>")
+    hub.set_fault(REPO, "config.json", wrong_length=-5, times=1)
+    with open_response(file_url(hub, "config.json")) as response:
+        assert response.headers["Content-Length"] == str(len(CONFIG) - 5)
+        assert response.read() == CONFIG[:-5]
+    hub.set_fault(REPO, "config.json", no_length=True, times=1)
+    with open_response(file_url(hub, "config.json")) as response:
+        assert "Content-Length" not in response.headers and response.read() == CONFIG
+
+
 # --------------------------------------------------------------------------- request log
 
 

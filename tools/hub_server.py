@@ -1,14 +1,23 @@
-"""A local stand-in for the Hugging Face Hub's file endpoint, for tests and benchmarks.
+"""A local stand-in for the Hugging Face Hub, for tests and benchmarks.
 
 Serves ``GET``/``HEAD`` ``/{org}/{name}/resolve/{revision}/{path}`` from local folders
 with the Hub's headers (ETag, X-Linked-Etag/Size, X-Repo-Commit, X-Error-Code), CORS,
-byte ranges, a request log and fault injection. Also holds the small HTTP base
-(:class:`BackgroundServer`, :class:`BaseHandler`, :func:`parse_range`) that
-``tools/serve.py`` reuses.
+byte ranges, a request log and fault injection, and the JSON API that browser clients use:
+``/api/models/{repo}/revision/{revision}`` (the commit) and ``/api/models/{repo}/tree/{revision}``
+(the files with sizes and hashes, paged with a ``Link`` header).
+
+Two modes. *Direct* answers every file itself, every header readable. *Real* (``real=True``,
+``--real``) answers as huggingface.co answers a browser (../shared/HUB.md): LFS files (the
+weights) get a 302 to a CDN on a second origin (another port); the 302 alone carries
+X-Linked-Etag/Size; the CDN's ETag is 64 hex characters that are not the file's sha256, its
+Content-Range is not exposed to scripts, and it refuses CORS preflights.
+
+Also holds the small HTTP base (:class:`BackgroundServer`, :class:`BaseHandler`,
+:func:`parse_range`) that ``tools/serve.py`` reuses.
 
 Command line::
 
-    python -m tools.hub_server --port 8765 --repo test/tiny=tests/fixtures/models/tiny
+    python -m tools.hub_server --port 8765 --repo test/tiny=tests/fixtures/models/tiny [--real]
 """
 
 from __future__ import annotations
@@ -27,11 +36,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 CHUNK_SIZE = 64 * 1024
 POLL_INTERVAL = 0.05  # seconds; bounds how long stop() waits
-LFS_SUFFIXES = frozenset({".safetensors", ".bin", ".h5", ".msgpack"})
+LFS_SUFFIXES = frozenset({".safetensors", ".bin", ".h5", ".msgpack", ".tflite", ".ot", ".onnx"})
 TEXT_TYPES = frozenset({"application/json", "application/xml", "image/svg+xml"})
 TYPE_OVERRIDES = {
     ".js": "text/javascript",
@@ -44,11 +53,15 @@ TYPE_OVERRIDES = {
 }
 EXPOSED_HEADERS = (
     "Content-Length, Content-Range, Content-Type, ETag, X-Linked-Etag, X-Linked-Size, "
-    "X-Repo-Commit, X-Error-Code, X-Error-Message, Accept-Ranges"
+    "X-Repo-Commit, X-Error-Code, X-Error-Message, Accept-Ranges, Link"
 )
+CDN_EXPOSED_HEADERS = "ETag"  # as a CDN that exposes neither Content-Range nor the Hub's headers
 PREFLIGHT_HEADERS = "Range, Authorization, Content-Type, If-None-Match, If-Range"
 CONTROL_PREFIX = "/__"
 FAULT_ERROR_CODES = {401: "RepoNotFound", 403: "GatedRepo", 404: "EntryNotFound"}
+API_FILES = ("api:revision", "api:tree")  # fault targets for the JSON API of a repo
+HTML_PAGE = b"<!doctype html><html><head><title>Hugging Face</title></head><body>Something went wrong</body></html>"
+LFS_POINTER_SIZE = 135
 
 
 # --------------------------------------------------------------------------- shared HTTP base
@@ -239,6 +252,9 @@ class Fault:
     flip: int | None = None
     delay: float = 0.0
     etag: str | None = None
+    html: bool = False
+    wrong_length: int | None = None
+    no_length: bool = False
     times: int | None = None
 
     def __post_init__(self) -> None:
@@ -246,13 +262,18 @@ class Fault:
             raise ValueError("status must be a 4xx or 5xx code")
         if self.cut_after is not None and self.short is not None:
             raise ValueError("cut_after and short are exclusive")
-        body_faults = (self.cut_after, self.short, self.flip, self.etag)
-        if self.status is not None and any(f is not None for f in body_faults):
+        body_faults = (self.cut_after, self.short, self.flip, self.etag, self.wrong_length)
+        if self.status is not None and (self.html or self.no_length or any(f is not None for f in body_faults)):
             raise ValueError("status only combines with delay and times")
         if self.times is not None and self.times < 1:
             raise ValueError("times must be >= 1")
         if any(v is not None and v < 0 for v in (self.cut_after, self.short, self.flip, self.delay)):
             raise ValueError("cut_after, short, flip and delay must be >= 0")
+
+    @property
+    def breaks_body(self) -> bool:
+        """Whether it acts on the answer's body (else on its status)."""
+        return self.status is None
 
     @property
     def limit(self) -> int | None:
@@ -295,6 +316,7 @@ class RequestRecord:
     status: int | None = None
     bytes_sent: int = 0
     time: float = 0.0
+    host: str = "hub"  # or "cdn": the real mode's second origin
 
 
 def parse_resolve_path(raw_path: str) -> tuple[str, str, str] | None:
@@ -323,10 +345,15 @@ def compute_etag(path: Path) -> str:
 
 
 class HubServer(BackgroundServer):
-    """A local Hub serving ``repos`` ({repo_id: {revision: folder}}) with faults and a log."""
+    """A local Hub serving ``repos`` ({repo_id: {revision: folder}}) with faults and a log.
+    ``real=True``: LFS files are sent from a CDN on a second origin (see the module's doc);
+    ``page_size``: entries per page of a tree listing."""
 
-    def __init__(self, repos: dict[str, dict[str, Path]] | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, repos: dict[str, dict[str, Path]] | None = None, host: str = "127.0.0.1", port: int = 0,
+                 real: bool = False, page_size: int = 1000) -> None:
         super().__init__(HubHandler, host, port)
+        self.cdn = CdnServer(self, host) if real else None
+        self.page_size = page_size
         self._lock = threading.Lock()
         self._hash_lock = threading.Lock()
         self._repos: dict[str, dict[str, Path]] = {}
@@ -337,6 +364,16 @@ class HubServer(BackgroundServer):
             for revision, folder in revisions.items():
                 self.add_repo(repo_id, folder, revision)
 
+    def start(self) -> Self:
+        if self.cdn is not None:
+            self.cdn.start()
+        return super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        if self.cdn is not None:
+            self.cdn.stop()
+
     def add_repo(self, repo_id: str, folder: Path | str, revision: str = "main") -> None:
         """Serve ``folder`` as ``repo_id`` at ``revision``."""
         with self._lock:
@@ -344,8 +381,8 @@ class HubServer(BackgroundServer):
 
     # -- files
 
-    def locate(self, repo_id: str, revision: str, file: str) -> tuple[Path, str]:
-        """Return (path, commit) of a repo file, or raise HubError like the Hub."""
+    def revision_folder(self, repo_id: str, revision: str) -> tuple[Path, str]:
+        """Return (folder, commit) of a repo revision (a name or its commit), or raise HubError like the Hub."""
         with self._lock:
             revisions = dict(self._repos.get(repo_id) or {})
         if not revisions:
@@ -354,11 +391,16 @@ class HubServer(BackgroundServer):
         revision = by_commit.get(revision, revision)
         if revision not in revisions:
             raise HubError(404, "RevisionNotFound", "Revision Not Found")
+        return revisions[revision], fake_commit(repo_id, revision)
+
+    def locate(self, repo_id: str, revision: str, file: str) -> tuple[Path, str]:
+        """Return (path, commit) of a repo file, or raise HubError like the Hub."""
+        folder, commit = self.revision_folder(repo_id, revision)
         relative = PurePosixPath(file)
-        path = revisions[revision].joinpath(*relative.parts)
+        path = folder.joinpath(*relative.parts)
         if relative.is_absolute() or ".." in relative.parts or not path.is_file():
             raise HubError(404, "EntryNotFound", "Entry Not Found")
-        return path, fake_commit(repo_id, revision)
+        return path, commit
 
     def etag(self, path: Path) -> str:
         """The file's ETag, computed once per (path, size, mtime)."""
@@ -377,12 +419,30 @@ class HubServer(BackgroundServer):
             headers.update({"X-Linked-Etag": etag, "X-Linked-Size": str(path.stat().st_size)})
         return headers
 
+    def tree(self, folder: Path) -> list[dict[str, Any]]:
+        """The API's listing of a folder's top level: files with size and git oid, LFS files
+        with their sha256 too, and folders."""
+        entries = []
+        for path in sorted(folder.iterdir()):
+            if path.is_dir():
+                entries.append({"type": "directory", "path": path.name, "oid": fake_commit(path.name, "tree"), "size": 0})
+                continue
+            size, digest = path.stat().st_size, self.etag(path).strip('"')
+            entry = {"type": "file", "path": path.name, "size": size, "oid": digest[:40]}
+            if path.suffix in LFS_SUFFIXES:  # a git sha1 of the pointer file, not of the content
+                entry.update(oid=hashlib.sha1(digest.encode()).hexdigest(),
+                             lfs={"oid": digest, "size": size, "pointerSize": LFS_POINTER_SIZE})
+            entries.append(entry)
+        return entries
+
     # -- faults
 
     def set_fault(self, repo_id: str, file: str, **fault: Any) -> None:
-        """Break GET requests for ``repo_id``/``file`` (replacing an earlier fault for it).
+        """Break GET requests for ``repo_id``/``file`` (replacing an earlier fault for it);
+        ``file`` may be one of API_FILES for the JSON API.
 
-        Kinds: status, cut_after, short, flip, delay, etag; ``times=n`` limits it to the next n requests.
+        Kinds: status, cut_after, short, flip, delay, etag, html, wrong_length, no_length; ``times=n``
+        limits it to the next n requests.
         """
         new = Fault(**fault)
         with self._lock:
@@ -393,11 +453,14 @@ class HubServer(BackgroundServer):
         with self._lock:
             self._faults.clear()
 
-    def take_fault(self, repo_id: str, file: str) -> Fault | None:
-        """The fault for one GET request, counting it against ``times``."""
+    def take_fault(self, repo_id: str, file: str, body: bool | None = None) -> Fault | None:
+        """The fault for one GET request, counting it against ``times``; with ``body`` given,
+        only a fault that acts on the body (True) or on the status (False)."""
         with self._lock:
             fault = self._faults.get((repo_id, file))
-            if fault is not None and fault.times is not None:
+            if fault is None or (body is not None and fault.breaks_body != body):
+                return None
+            if fault.times is not None:
                 fault.times -= 1
                 if fault.times == 0:
                     del self._faults[(repo_id, file)]
@@ -422,6 +485,20 @@ class HubServer(BackgroundServer):
             self._requests.append(record)
 
 
+class CdnServer(BackgroundServer):
+    """The real mode's CDN: a second origin that sends the hub's LFS files."""
+
+    def __init__(self, hub: HubServer, host: str) -> None:
+        super().__init__(CdnHandler, host)
+        self.hub = hub
+        self.verbose = False
+
+    def link(self, repo: str, commit: str, file: str, path: Path) -> str:
+        """Where the hub redirects a download (signed-looking, like the real CDN's links)."""
+        query = urlencode({"repo": repo, "commit": commit, "file": file, "X-Amz-Signature": "0" * 64})
+        return f"{self.url}/xet/{self.hub.etag(path).strip(chr(34))}?{query}"
+
+
 # --------------------------------------------------------------------------- hub HTTP
 
 
@@ -431,6 +508,10 @@ class HubHandler(BaseHandler):
     owner: HubServer  # type: ignore[assignment]
     record: RequestRecord | None = None
     fault: Fault | None = None
+
+    @property
+    def hub(self) -> HubServer:
+        return self.owner
 
     def parse_request(self) -> bool:
         self.record, self.fault = None, None  # a kept-alive connection reuses the handler
@@ -452,17 +533,36 @@ class HubHandler(BaseHandler):
         chunks = super().body_chunks(path, start, length)
         return chunks if self.fault is None else self.fault.shape(chunks, start)
 
+    def send_head(self, status: int, headers: dict[str, str]) -> None:
+        if self.fault is not None and "Content-Length" in headers:
+            if self.fault.wrong_length is not None:
+                headers = {**headers, "Content-Length": str(int(headers["Content-Length"]) + self.fault.wrong_length)}
+                self.close_connection = True  # the body no longer ends where the header says
+            elif self.fault.no_length:
+                headers = {k: v for k, v in headers.items() if k != "Content-Length"}
+                self.close_connection = True  # the body ends when the connection does
+        super().send_head(status, headers)
+
     def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         """Send a JSON response."""
         self.send_bytes(status, json.dumps(payload).encode(), "application/json; charset=utf-8", headers)
 
     def send_hub_error(self, error: HubError) -> None:
         """Answer like the Hub: JSON ``{"error": ...}`` plus X-Error-Code/X-Error-Message."""
-        message = f"{error.label} for url: {self.owner.url}{self.path}."
+        message = f"{error.label} for url: {self.hub.url}{self.path}."
         headers = {"X-Error-Message": message}
         if error.code:
             headers["X-Error-Code"] = error.code
         self.send_json(error.status, {"error": message}, headers)
+
+    def send_status_fault(self) -> None:
+        time.sleep(self.fault.delay)
+        phrase = HTTPStatus(self.fault.status).phrase
+        self.send_hub_error(HubError(self.fault.status, FAULT_ERROR_CODES.get(self.fault.status), phrase))
+
+    def send_html_page(self) -> None:
+        """A 200 with an HTML page instead of the file (a captive portal, a proxy's error page)."""
+        self.send_bytes(200, HTML_PAGE, "text/html; charset=utf-8")
 
     def abort(self) -> None:
         """Reset the connection (RST) without a clean close."""
@@ -475,6 +575,8 @@ class HubHandler(BaseHandler):
     def do_GET(self) -> None:
         if self.is_control():
             self.control()
+        elif urlsplit(self.path).path.startswith("/api/"):
+            self.serve_api()
         else:
             self.serve_hub_request()
 
@@ -508,11 +610,11 @@ class HubHandler(BaseHandler):
         if route == ("POST", "/__faults"):
             return self.post_fault()
         if route == ("GET", "/__requests"):
-            return self.send_json(200, [asdict(r) for r in self.owner.requests])
+            return self.send_json(200, [asdict(r) for r in self.hub.requests])
         if route == ("DELETE", "/__faults"):
-            self.owner.clear_faults()
+            self.hub.clear_faults()
         elif route == ("DELETE", "/__requests"):
-            self.owner.clear_requests()
+            self.hub.clear_requests()
         else:
             return self.send_json(404, {"error": "Not Found"})
         self.send_json(200, {"ok": True})
@@ -521,10 +623,42 @@ class HubHandler(BaseHandler):
         """Set a fault from a JSON body ``{"repo": ..., "file": ..., <kinds>}``."""
         try:
             spec = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            self.owner.set_fault(spec.pop("repo"), spec.pop("file"), **spec)
+            self.hub.set_fault(spec.pop("repo"), spec.pop("file"), **spec)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             return self.send_json(400, {"error": f"bad fault: {error!r}"})
         self.send_json(200, {"ok": True})
+
+    # -- the JSON API
+
+    def serve_api(self) -> None:
+        """``/api/models/{repo}/revision/{rev}`` and ``/api/models/{repo}/tree/{rev}[?cursor=n]``."""
+        target = parse_api_path(self.path)
+        self.record = RequestRecord(self.command, self.path, *(target or (None, None, None)), None, time=time.time())
+        self.hub.log(self.record)
+        if target is None:
+            return self.send_json(404, {"error": "Not Found"})
+        repo, revision, route = target
+        self.fault = self.hub.take_fault(repo, route) if self.command == "GET" else None
+        if self.fault is not None and self.fault.status is not None:
+            return self.send_status_fault()
+        if self.fault is not None and self.fault.html:
+            return self.send_html_page()
+        try:
+            folder, commit = self.hub.revision_folder(repo, revision)
+        except HubError as error:
+            return self.send_hub_error(error)
+        if route == "api:revision":
+            siblings = [{"rfilename": e["path"]} for e in self.hub.tree(folder) if e["type"] == "file"]
+            return self.send_json(200, {"id": repo, "sha": commit, "siblings": siblings, "private": False, "gated": False})
+        self.send_tree_page(repo, revision, self.hub.tree(folder))
+
+    def send_tree_page(self, repo: str, revision: str, entries: list[dict[str, Any]]) -> None:
+        cursor = int((parse_qs(urlsplit(self.path).query).get("cursor") or ["0"])[0])
+        end = cursor + self.hub.page_size
+        headers = {}
+        if end < len(entries):
+            headers["Link"] = f'<{self.hub.url}/api/models/{repo}/tree/{quote(revision, safe="")}?cursor={end}>; rel="next"'
+        self.send_json(200, entries[cursor:end], headers)
 
     # -- resolve
 
@@ -534,31 +668,91 @@ class HubHandler(BaseHandler):
         repo, revision, file = target or (None, None, None)
         self.record = RequestRecord(self.command, self.path, repo, revision, file,
                                     self.headers.get("Range"), time=time.time())
-        self.owner.log(self.record)
+        self.hub.log(self.record)
         return target
 
     def serve_hub_request(self) -> None:
-        """Serve a resolve URL, applying a matching fault to GET requests."""
+        """Serve a resolve URL, applying a matching fault to GET requests; in the real mode
+        LFS files are redirected to the CDN, which applies the faults that break bodies."""
         target = self.start_record()
         if target is None:
             return self.send_json(404, {"error": "Not Found"})
         try:
-            path, commit = self.owner.locate(*target)
+            path, commit = self.hub.locate(*target)
         except HubError as error:
             return self.send_hub_error(error)
         repo, _, file = target
-        self.fault = self.owner.take_fault(repo, file) if self.command == "GET" else None
+        redirect = self.hub.cdn is not None and path.suffix in LFS_SUFFIXES
+        if self.command == "GET":
+            self.fault = self.hub.take_fault(repo, file, body=False if redirect else None)
         if self.fault is not None and self.fault.status is not None:
-            time.sleep(self.fault.delay)
-            phrase = HTTPStatus(self.fault.status).phrase
-            return self.send_hub_error(HubError(self.fault.status, FAULT_ERROR_CODES.get(self.fault.status), phrase))
-        etag = self.fault.etag if self.fault else None
-        length = self.send_file(path, self.owner.file_headers(path, commit, etag))
+            return self.send_status_fault()
+        if redirect:
+            return self.send_head(302, {**self.hub.file_headers(path, commit), "Content-Length": "0",
+                                        "Location": self.hub.cdn.link(repo, commit, file, path)})
+        self.send_content(path, self.hub.file_headers(path, commit, self.fault.etag if self.fault else None))
+
+    def send_content(self, path: Path, headers: dict[str, str]) -> None:
+        """Send a file, broken as the request's fault says."""
+        if self.fault is not None and self.fault.html:
+            return self.send_html_page()
+        length = self.send_file(path, headers)
         if self.fault is not None and length is not None and self.fault.truncates(length):
             if self.fault.cut_after is not None:
                 self.abort()
             else:
                 self.close_connection = True
+
+
+class CdnHandler(HubHandler):
+    """Request handler of CdnServer: LFS files by the hub's signed links; no preflight passes."""
+
+    owner: CdnServer  # type: ignore[assignment]
+
+    @property
+    def hub(self) -> HubServer:
+        return self.owner.hub
+
+    def common_headers(self) -> dict[str, str]:
+        return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": CDN_EXPOSED_HEADERS}
+
+    def do_GET(self) -> None:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        repo, commit, file = (query.get(k) for k in ("repo", "commit", "file"))
+        self.record = RequestRecord(self.command, self.path, repo, commit, file, self.headers.get("Range"),
+                                    time=time.time(), host="cdn")
+        self.hub.log(self.record)
+        try:
+            path, _ = self.hub.locate(repo or "", commit or "", file or "")
+        except HubError:
+            return self.send_bytes(403, b"<Error><Code>AccessDenied</Code></Error>", "application/xml")
+        if self.command == "GET":
+            self.fault = self.hub.take_fault(repo, file, body=True)
+        digest = self.hub.etag(path).strip('"')
+        cdn_etag = f'"{hashlib.sha256(digest.encode()).hexdigest()}"'  # 64 hex, and not the file's sha256
+        self.send_content(path, {"Content-Type": "application/octet-stream", "ETag": cdn_etag})
+
+    do_HEAD = do_GET
+
+    def do_OPTIONS(self) -> None:
+        """The CDN refuses CORS preflights (no CORS headers on the answer)."""
+        self.record = RequestRecord("OPTIONS", self.path, None, None, None, None, time=time.time(), host="cdn")
+        self.hub.log(self.record)
+        self.send_response(403)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def parse_api_path(raw_path: str) -> tuple[str, str, str] | None:
+    """``/api/models/{repo}/{revision|tree}/{rev}`` as (repo, rev, "api:revision" or "api:tree")."""
+    segments = [unquote(s) for s in urlsplit(raw_path).path.split("/")]
+    if segments[:3] != ["", "api", "models"]:
+        return None
+    for n in (2, 1):
+        rest = segments[3 + n:]
+        if len(rest) == 2 and rest[0] in ("revision", "tree") and all(segments[3:3 + n]) and rest[1]:
+            return "/".join(segments[3:3 + n]), rest[1], f"api:{rest[0]}"
+    return None
 
 
 # --------------------------------------------------------------------------- command line
@@ -575,9 +769,10 @@ def parse_repo_spec(spec: str) -> tuple[str, str, Path]:
     return repo_id, revision or "main", Path(folder)
 
 
-def build_hub(specs: Iterable[tuple[str, str, Path]], host: str = "127.0.0.1", port: int = 0) -> HubServer:
+def build_hub(specs: Iterable[tuple[str, str, Path]], host: str = "127.0.0.1", port: int = 0,
+              real: bool = False) -> HubServer:
     """A HubServer serving parsed ``--repo`` specs."""
-    hub = HubServer(host=host, port=port)
+    hub = HubServer(host=host, port=port, real=real)
     for repo_id, revision, folder in specs:
         hub.add_repo(repo_id, folder, revision)
     return hub
@@ -589,8 +784,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--repo", type=parse_repo_spec, action="append", default=[], metavar="ORG/NAME[@REV]=DIR")
+    parser.add_argument("--real", action="store_true", help="send LFS files from a CDN origin, as huggingface.co does")
     args = parser.parse_args(argv)
-    hub = build_hub(args.repo, args.host, args.port)
+    hub = build_hub(args.repo, args.host, args.port, args.real)
     hub.verbose = True
     print(f"Hub endpoint: {hub.url}", flush=True)
     for repo_id, revision, folder in args.repo:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 
 import js
 from pyodide.ffi import JsException, to_js
 
+from model_loader.hub import RemoteFile
 from pyscript.js_modules import idb
-from worker.chunk_store import FileKey, chunk_count, chunk_lengths, chunk_span, entry_problem, resumable_bytes, summarize
+from worker.chunk_store import (FileKey, chunk_count, chunk_lengths, chunk_span, entry_problem, matches,
+                                resumable_bytes, summarize)
 
 
 READ_BLOCK = 4 * 2**20  # bytes of a cached file copied into the worker's memory at a time
@@ -63,76 +66,71 @@ class Cache:
         value = await self.guard(lambda: idb.get(self.db, "files", js_key(key)))
         return json.loads(value) if isinstance(value, str) else None
 
-    async def chunk_sizes(self, key: FileKey, size: int) -> list[int | None]:
-        sizes = await self.guard(lambda: idb.chunkSizes(self.db, js_key(key), chunk_count(size)))
-        return from_js(sizes) if sizes is not None else []
-
     async def stored_chunk_sizes(self, key: FileKey, size: int) -> list[int | None]:
-        """The length each chunk of a complete file must have, where one is stored (None where
-        it is missing), from the chunks' keys: their bytes are checked as they are read."""
+        """The length each chunk of the file must have, where one is stored (None where it is
+        missing), from the chunks' keys alone: their bytes are checked as they are read."""
         found = await self.guard(lambda: idb.chunkIndexes(self.db, js_key(key)))
         stored = set(from_js(found) if found is not None else [])
         return [length if index in stored else None for index, length in enumerate(chunk_lengths(size))]
 
-    async def good_entry(self, key: FileKey) -> dict | None:
-        """The manifest of a complete entry with all its chunks; a broken one is deleted."""
+    async def good_entry(self, key: FileKey, remote: RemoteFile) -> dict | None:
+        """The manifest of a complete entry of the listed file with all its chunks; an entry
+        that is broken or no longer the listed file is deleted."""
         manifest = await self.manifest(key)
-        if manifest is None:
-            return None
-        sizes = await self.stored_chunk_sizes(key, manifest["size"]) if isinstance(manifest.get("size"), int) else []
-        if manifest.get("complete") and entry_problem(manifest, sizes) is None:
+        if manifest is None or not manifest.get("complete") and matches(manifest, remote):
+            return None  # nothing, or a partial download of this very file (resumable)
+        if entry_problem(manifest, remote, await self.stored_chunk_sizes(key, remote.size)) is None:
             return manifest
-        if manifest.get("complete"):
-            await self.delete(key)
+        await self.delete(key)
         return None
 
-    async def resumable(self, key: FileKey) -> tuple[dict | None, int]:
-        """A partial entry's manifest and how many of its leading bytes a download may reuse."""
+    async def resumable(self, key: FileKey, remote: RemoteFile) -> int:
+        """How many leading bytes of a partial entry of the listed file a download may reuse."""
         manifest = await self.manifest(key)
-        if manifest is None or manifest.get("complete") or not isinstance(manifest.get("size"), int):
-            return None, 0
-        return manifest, resumable_bytes(manifest, await self.chunk_sizes(key, manifest["size"]))
+        if manifest is None:
+            return 0
+        return resumable_bytes(manifest, remote, await self.stored_chunk_sizes(key, remote.size))
 
-    async def read_into(self, key: FileKey, size: int, buffer: memoryview, first: int = 0, end: int | None = None) -> bool:
-        """Copy the stored chunks [first, end) into buffer (the whole file); False if one went missing."""
-        for index in range(first, chunk_count(size) if end is None else end):
-            start, stop = chunk_span(index, size)
-            chunk = await self.chunk(key, index, size)
-            if chunk is None:
-                return False
-            chunk.assign_to(buffer[start:stop])
-        return True
+    def get_chunk(self, key: FileKey, index: int):
+        """Start reading stored chunk `index` (a JS promise of {data, sha256}); await it with guard."""
+        return idb.getChunk(self.db, js_key(key), index)
 
-    async def chunk(self, key: FileKey, index: int, size: int):
-        """Stored chunk `index` of a file of `size` bytes, as a JS Uint8Array; None if it is
-        missing or not as long as it must be."""
+    async def read_chunk(self, key: FileKey, index: int, size: int, reading=None) -> tuple[object, str] | None:
+        """Stored chunk `index` of a file of `size` bytes, as (JS Uint8Array, its sha256); None
+        if it is missing or not as long as it must be. `reading`: get_chunk's promise for it."""
         start, stop = chunk_span(index, size)
-        data = await self.guard(lambda: idb.get(self.db, "chunks", js_key((*key, index))))
-        return js.Uint8Array.new(data) if data is not None and data.byteLength == stop - start else None
+        found = await self.guard(lambda: reading or self.get_chunk(key, index))
+        if found is None or found.data is None or found.data.byteLength != stop - start:
+            return None
+        return js.Uint8Array.new(found.data), found.sha256
 
-    async def chunks(self, key: FileKey, size: int, on_bytes) -> AsyncIterator[memoryview]:
-        """The stored file's bytes in blocks of READ_BLOCK (one view, reused for the next block:
-        a chunk is copied into the worker's memory a block at a time); on_bytes(received, size,
-        True) after each chunk. Raises OSError if a chunk went missing."""
+    async def chunks(self, key: FileKey, manifest: dict, repair, on_bytes) -> AsyncIterator[memoryview]:
+        """A complete file's bytes in blocks of READ_BLOCK (one view, reused for the next block:
+        a chunk is copied into the worker's memory a block at a time), each chunk checked against
+        its recorded sha256 (the next one is read meanwhile); a chunk that is missing or changed
+        is replaced by `await repair(index)` (a JS Uint8Array). on_bytes(received, size, "cache")
+        after each chunk."""
+        size = manifest["size"]
         buffer = memoryview(bytearray(min(READ_BLOCK, size)))
+        reading = self.get_chunk(key, 0) if self.usable and size else None
         for index in range(chunk_count(size)):
             start, stop = chunk_span(index, size)
-            chunk = await self.chunk(key, index, size)
-            if chunk is None:
-                await self.delete(key)
-                raise OSError(f"{key[3]}: the browser cache lost part of it; press Load model to fetch it again")
+            found = await self.read_chunk(key, index, size, reading)
+            reading = self.get_chunk(key, index + 1) if self.usable and stop < size else None
+            chunk = found[0] if found and found[1] == manifest["chunks"][index] else await repair(index)
             for at in range(0, stop - start, READ_BLOCK):
                 n = min(READ_BLOCK, stop - start - at)
                 chunk.subarray(at, at + n).assign_to(buffer[:n])
                 yield buffer[:n]
-            on_bytes(stop, size, True)
+            on_bytes(stop, size, "cache")
 
     async def write_manifest(self, key: FileKey, manifest: dict) -> None:
         await self.guard(lambda: idb.put(self.db, "files", js_key(key), json.dumps(manifest)))
 
-    async def write_chunk(self, key: FileKey, index: int, data: memoryview) -> None:
-        """Store one chunk (data is a view into the file's buffer)."""
-        await self.guard(lambda: idb.putChunk(self.db, js_key(key), index, to_js(data)))
+    async def write_chunk(self, key: FileKey, index: int, data) -> str | None:
+        """Store one chunk (data: a view into the file's buffer, or a JS Uint8Array); its sha256,
+        or None if the cache failed."""
+        return await self.guard(lambda: idb.putChunk(self.db, js_key(key), index, to_js(data)))
 
     async def delete(self, prefix: tuple[str, ...]) -> None:
         """Delete every record under a key prefix: a file, a model (endpoint, repo, revision) or ()."""
@@ -148,6 +146,15 @@ class Cache:
 
     async def set_ref(self, endpoint: str, repo: str, revision: str, commit: str) -> None:
         await self.guard(lambda: idb.put(self.db, "refs", js_key((endpoint, repo, revision)), commit))
+
+    async def listing(self, endpoint: str, repo: str, commit: str) -> dict[str, RemoteFile] | None:
+        """The Hub's listing of a commit's files, as kept when it was first fetched."""
+        kept = from_js(await self.guard(lambda: idb.get(self.db, "refs", js_key((endpoint, repo, commit, "tree")))))
+        return {f["name"]: RemoteFile(**f) for f in json.loads(kept)} if isinstance(kept, str) else None
+
+    async def set_listing(self, endpoint: str, repo: str, commit: str, files: dict[str, RemoteFile]) -> None:
+        value = json.dumps([asdict(f) for f in files.values()])
+        await self.guard(lambda: idb.put(self.db, "refs", js_key((endpoint, repo, commit, "tree")), value))
 
     async def models(self) -> list[dict]:
         """Cached models for the cache manager (see chunk_store.summarize)."""

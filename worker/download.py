@@ -1,252 +1,307 @@
-"""Fetch a repository's files in the worker: the cache first, else a streamed fetch into one
-preallocated buffer, hashed as it arrives, retried with backoff on transient errors and resumed
-with a Range request from the bytes already received (kept in memory and in the cache)."""
+"""Fetch a checkpoint's files in the worker, by the Hub rules of model_loader/hub.py: the revision
+resolved to its commit and the files listed by the JSON API (both kept in the browser cache), then
+each file the checkpoint needs from the cache, else streamed from `resolve/{commit}/{name}` into
+one buffer, hashed as it arrives, stored chunk by chunk, retried with backoff and resumed with a
+Range request, and marked complete in the cache only once it hashes to the listing's digest.
+A download, or a read of the cache, stops when its files are deleted from the cache meanwhile."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import js
 from pyodide.ffi import JsException, to_js
 
 from model_loader.checkpoint import files_to_fetch, is_weights
+from model_loader.hub import (DEFAULT_ENDPOINT, RETRY_DELAYS, HubError, IntegrityError, RemoteFile, TransientError,
+                              file_url, is_commit, is_transient, next_page, parse_commit, parse_tree, refusal,
+                              resumed_from, revision_url, tree_url)
+from pyscript.js_modules import idb
 from worker.cache import Cache
-from worker.chunk_store import (CHUNK_SIZE, FileKey, IntegrityError, absent_manifest, check_download, chunk_count,
-                                chunk_span, complete_manifest, file_key, full_chunks, is_commit,
-                                partial_manifest, sha256_from_etag)
+from worker.chunk_store import CHUNK_SIZE, FileKey, chunk_count, chunk_span, complete_manifest, file_key, full_chunks, partial_manifest
 
-RETRY_DELAYS = (0.25, 1.0, 3.0)  # seconds to wait before the 2nd, 3rd and 4th attempt
-OnBytes = Callable[[int, int, bool], None]  # (received, total, from the cache)
+OnBytes = Callable[[int, int, str], None]  # (received, total, where: "cache" or the host sending them)
 
 
-class DownloadError(OSError):
-    """The hub refused or failed a download; the message says which and why."""
+class Cancelled(HubError):
+    """The files being fetched or read were deleted from the browser cache meanwhile."""
 
 
-class Transient(Exception):
-    """One attempt failed in a way worth retrying (network, 5xx, a cut body)."""
+@dataclass(eq=False)
+class Job:
+    """A download or a read of one cached file, stopped when its entry is deleted."""
+
+    key: FileKey
+    cancelled: bool = False
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise Cancelled(f"{self.key[3]}: stopped, its files were deleted from the browser cache")
 
 
-@dataclass
-class Partial:
+JOBS: set[Job] = set()
+
+
+@contextmanager
+def job(key: FileKey) -> Iterator[Job]:
+    running = Job(key)
+    JOBS.add(running)
+    try:
+        yield running
+    finally:
+        JOBS.discard(running)
+
+
+def cancel_jobs(prefix: tuple[str, ...]) -> None:
+    """Stop the downloads and cache reads of every file under a key prefix (() for all), and
+    forget their partial downloads; call it before deleting them from the cache."""
+    for running in JOBS:
+        if running.key[:len(prefix)] == prefix:
+            running.cancelled = True
+    for key in [key for key in PARTIALS if key[:len(prefix)] == prefix]:
+        del PARTIALS[key]
+
+
+# -- HTTP
+
+
+async def request(url: str, headers: dict | None = None):
+    """The browser's fetch (a simple GET: no preflight), never served from its HTTP cache."""
+    init = {"method": "GET", "cache": "no-store", "headers": headers or {}}
+    try:
+        return await js.fetch(url, to_js(init, dict_converter=js.Object.fromEntries))
+    except JsException as e:  # a TypeError from fetch: offline, DNS, CORS
+        raise TransientError(f"cannot reach {urlsplit(url).netloc}: {e}") from None
+
+
+def checked(response, what: str):
+    """The response if it is a success; else the Hub's refusal (TransientError if worth retrying)."""
+    if not response.ok:
+        error = TransientError if is_transient(response.status) else HubError
+        raise error(refusal(response.status, response.headers.get("X-Error-Code"), what))
+    return response
+
+
+async def retried(attempt, *args):
+    """await attempt(*args), tried again after each of RETRY_DELAYS while it fails transiently."""
+    for delay in RETRY_DELAYS:
+        try:
+            return await attempt(*args)
+        except TransientError:
+            await asyncio.sleep(delay)
+    return await attempt(*args)
+
+
+async def api_get(url: str, what: str) -> tuple[str, str | None]:
+    """The text and Link header of a JSON API answer."""
+    response = checked(await request(url), what)
+    return await response.text(), response.headers.get("Link")
+
+
+# -- the commit and its files
+
+
+async def resolve_revision(endpoint: str, repo: str, revision: str, cache: Cache) -> str:
+    """The commit a revision names (an API call, so a moved branch is never served stale from
+    the cache); offline, the commit it named when last resolved."""
+    if is_commit(revision):
+        return revision
+    what = f"{repo}@{revision}"
+    try:
+        commit = parse_commit((await retried(api_get, revision_url(endpoint, repo, revision), what))[0], what)
+    except TransientError as e:
+        if commit := await cache.ref(endpoint, repo, revision):
+            return commit
+        raise HubError(f"{e}, and {what} is not in the browser cache") from None
+    await cache.set_ref(endpoint, repo, revision, commit)
+    return commit
+
+
+async def list_files(endpoint: str, repo: str, commit: str, cache: Cache) -> dict[str, RemoteFile]:
+    """The commit's top-level files with their sizes and hashes: from the cache, else from the
+    API (every page), then kept (a commit never changes)."""
+    if (kept := await cache.listing(endpoint, repo, commit)) is not None:
+        return kept
+    what, files, url = f"{repo}: the file listing", {}, tree_url(endpoint, repo, commit)
+    while url:
+        text, link = await retried(api_get, url, what)
+        files.update((f.name, f) for f in parse_tree(text, what))
+        url = next_page(link)
+    await cache.set_listing(endpoint, repo, commit, files)
+    return files
+
+
+# -- one file, downloaded
+
+
+@dataclass(eq=False)
+class Partial(Job):
     """A file being downloaded: what arrived so far, kept across attempts and loads."""
 
-    buffer: bytearray
-    size: int
-    etag: str | None
+    remote: RemoteFile = None
+    buffer: bytearray = None
     received: int = 0
-    stored: int = 0  # chunks already in the cache
-    hasher: object = field(default_factory=hashlib.sha256)
+    stored: int = 0  # leading chunks in the cache
+    digests: list[str] = field(default_factory=list)  # their sha256
+    hasher: object = None
+    resumed: bool = False  # holds bytes from before the current request
+
+    def restart(self) -> None:
+        self.received = self.stored = 0
+        self.digests, self.hasher, self.resumed = [], self.remote.hasher(), False
 
 
 PARTIALS: dict[FileKey, Partial] = {}
 
 
 def keep_partials_of(model: tuple[str, ...]) -> None:
-    """Free the partial downloads of other models (model: endpoint, repo, revision; or ())."""
+    """Free the partial downloads of other models (model: endpoint, repo, commit; or ())."""
     for key in [key for key in PARTIALS if not model or key[:3] != model]:
         del PARTIALS[key]
 
 
-def file_url(endpoint: str, repo: str, revision: str, name: str) -> str:
-    return f"{endpoint.rstrip('/')}/{repo}/resolve/{revision}/{name}"
-
-
-def hub_refusal(url: str, response) -> str:
-    """What a 4xx answer of the hub means, in words."""
-    status, code = response.status, response.headers.get("X-Error-Code") or ""
-    if status == 401 or code == "RepoNotFound":
-        return f"repository not found (or private; HTTP {status})"
-    if status == 403 or code == "GatedRepo":
-        return f"access denied: the repository is gated or private (HTTP {status})"
-    if code == "RevisionNotFound":
-        return "revision not found (HTTP 404)"
-    return f"{url}: HTTP {status} {code}".strip()
-
-
-async def request(url: str, method: str = "GET", headers: dict | None = None):
-    """The browser's fetch, never served or completed from its HTTP cache."""
-    init = {"method": method, "cache": "no-store", "headers": headers or {}}
-    try:
-        return await js.fetch(url, to_js(init, dict_converter=js.Object.fromEntries))
-    except JsException as e:  # a TypeError from fetch: offline, DNS, CORS
-        raise Transient(f"cannot reach {url.split('/resolve/')[0]}: {e}") from None
-
-
-def response_span(response) -> tuple[int, int | None]:
-    """(first byte, file size) of a 200 or 206 response; size None if not announced."""
-    if response.status == 206:
-        span, _, total = (response.headers.get("Content-Range") or "").removeprefix("bytes ").partition("/")
-        return int(span.partition("-")[0]), int(total)
-    length = response.headers.get("X-Linked-Size") or response.headers.get("Content-Length")
-    return 0, int(length) if length else None
-
-
-async def restore(key: FileKey, cache: Cache) -> Partial | None:
-    """A partial download kept in memory, else the whole chunks of one in the cache."""
-    if key in PARTIALS:
-        return PARTIALS[key]
-    manifest, good = await cache.resumable(key)
-    if not good:
-        return None
-    partial = Partial(bytearray(manifest["size"]), manifest["size"], manifest["etag"])
-    view = memoryview(partial.buffer)
-    if not await cache.read_into(key, partial.size, view, 0, full_chunks(good)):
-        return None
-    partial.hasher.update(view[:good])
-    partial.received, partial.stored = good, full_chunks(good)
-    PARTIALS[key] = partial
-    return partial
-
-
-async def start(key: FileKey, response, cache: Cache) -> Partial:
-    """The Partial this response continues, or a fresh one when it starts the file over."""
-    first, size = response_span(response)
-    etag = response.headers.get("X-Linked-Etag") or response.headers.get("ETag")
+async def restore(key: FileKey, remote: RemoteFile, cache: Cache) -> Partial:
+    """The partial download of this file kept in memory, else one that goes on from the whole
+    chunks of it in the cache, else a new one."""
     partial = PARTIALS.get(key)
-    if partial is not None and (first, size, etag) == (partial.received, partial.size, partial.etag):
+    if partial is not None and partial.remote == remote:
         return partial
-    if first != 0:
-        PARTIALS.pop(key, None)
-        raise Transient("the file changed on the hub since the download began")
-    partial = PARTIALS[key] = Partial(bytearray(size or 0), size, etag)
-    if size is not None:
-        await cache.write_manifest(key, partial_manifest(size, etag))
+    partial = PARTIALS[key] = Partial(key, remote=remote, buffer=bytearray(remote.size))
+    partial.restart()
+    good = full_chunks(await cache.resumable(key, remote))
+    for index in range(good):
+        found = await cache.read_chunk(key, index, remote.size)
+        if found is None:
+            partial.restart()
+            break
+        start, end = chunk_span(index, remote.size)
+        found[0].assign_to(memoryview(partial.buffer)[start:end])
+        partial.hasher.update(memoryview(partial.buffer)[start:end])
+        partial.digests.append(found[1])
+        partial.received, partial.stored = end, index + 1
+    if not partial.received:
+        await cache.delete(key)
+        await cache.write_manifest(key, partial_manifest(remote))
     return partial
 
 
-async def stream(response, partial: Partial, key: FileKey, cache: Cache, on_bytes: OnBytes) -> None:
+async def attempt(url: str, partial: Partial, cache: Cache, on_bytes: OnBytes) -> None:
+    """One request for the rest of the file (all of it if nothing arrived yet)."""
+    asked_from = partial.received
+    response = checked(await request(url, {"Range": f"bytes={asked_from}-"} if asked_from else {}), partial.key[3])
+    length = response.headers.get("Content-Length")
+    try:
+        start = resumed_from(response.status, asked_from, int(length) if length else None, partial.remote.size)
+    except TransientError:
+        partial.restart()
+        raise
+    if start == 0 and asked_from:
+        partial.restart()  # a 200: the whole file again
+    partial.resumed = start > 0
+    await stream(response, partial, cache, lambda got: on_bytes(got, partial.remote.size, urlsplit(response.url).netloc))
+
+
+async def stream(response, partial: Partial, cache: Cache, on_bytes: Callable[[int], None]) -> None:
     """Read the body into the partial's buffer, hashing it and storing each full chunk."""
-    reader = response.body.getReader()
+    reader, size = response.body.getReader(), partial.remote.size
     while True:
         try:
             chunk = await reader.read()
         except JsException as e:
-            raise Transient(f"the connection broke at {partial.received} bytes: {e}") from None
+            if partial.received == size:
+                break  # all there, and then the connection broke (e.g. a Content-Length too big): the hash judges
+            raise TransientError(f"{partial.key[3]}: the connection broke at {partial.received} bytes: {e}") from None
+        partial.check()
         if chunk.done:
             break
         n = chunk.value.length
-        if partial.size is None or partial.received + n > len(partial.buffer):
-            partial.size = None  # more than announced (e.g. a compressed body): size unknown
-            partial.buffer.extend(bytes(partial.received + n - len(partial.buffer)))
+        if partial.received + n > size:
+            partial.restart()
+            raise IntegrityError(f"{partial.key[3]}: the download is longer than the {size} bytes the Hub lists")
         view = memoryview(partial.buffer)[partial.received:partial.received + n]
         chunk.value.assign_to(view)
         partial.hasher.update(view)
         del view
         partial.received += n
-        await store_chunks(key, partial, cache, full_chunks(partial.received))
-        on_bytes(partial.received, partial.size or partial.received, False)
-    if partial.size is not None and partial.received < partial.size:
-        raise Transient(f"the connection closed at {partial.received} of {partial.size} bytes")
+        await store_chunks(partial, cache, full_chunks(partial.received))
+        on_bytes(partial.received)
+    if partial.received < size:
+        raise TransientError(f"{partial.key[3]}: the connection closed at {partial.received} of {size} bytes")
 
 
-async def store_chunks(key: FileKey, partial: Partial, cache: Cache, upto: int) -> None:
+async def store_chunks(partial: Partial, cache: Cache, upto: int) -> None:
     """Write the chunks [partial.stored, upto) to the cache."""
-    if partial.size is None:
-        return
     while partial.stored < upto and cache.usable:
-        start, end = chunk_span(partial.stored, partial.size)
-        await cache.write_chunk(key, partial.stored, memoryview(partial.buffer)[start:end])
+        start, end = chunk_span(partial.stored, partial.remote.size)
+        partial.check()
+        digest = await cache.write_chunk(partial.key, partial.stored, memoryview(partial.buffer)[start:end])
+        partial.digests.append(digest)
         partial.stored += 1
 
 
-async def finish(key: FileKey, partial: Partial, cache: Cache) -> bytearray:
-    """Check size and sha256, then mark the cached copy complete; on a mismatch drop it all."""
-    PARTIALS.pop(key, None)
-    size = partial.size if partial.size is not None else partial.received
+async def finish(partial: Partial, cache: Cache) -> bytearray:
+    """Check the whole file against the listing, then mark the cached copy complete; on a
+    mismatch drop it all."""
+    PARTIALS.pop(partial.key, None)
     try:
-        check_download(key[3], partial.received, size, partial.hasher.hexdigest(), sha256_from_etag(partial.etag))
+        partial.remote.check(partial.received, partial.hasher.hexdigest())
     except IntegrityError:
-        await cache.delete(key)
+        await cache.delete(partial.key)
         raise
-    if partial.size is not None:
-        await store_chunks(key, partial, cache, chunk_count(size))
-        await cache.write_manifest(key, complete_manifest(partial_manifest(size, partial.etag)))
+    await store_chunks(partial, cache, chunk_count(partial.remote.size))
+    partial.check()
+    await cache.write_manifest(partial.key, complete_manifest(partial.remote, partial.digests))
     if not cache.usable:
-        await cache.delete(key)
+        await cache.delete(partial.key)
     return partial.buffer
 
 
-async def download(url: str, key: FileKey, cache: Cache, on_bytes: OnBytes) -> bytearray | None:
-    """One attempt; None if the repository lacks the file (HTTP 404)."""
-    partial = await restore(key, cache)
-    resume = {"Range": f"bytes={partial.received}-"} if partial and partial.received else {}
-    response = await request(url, headers=resume)
-    if response.status == 404:
-        return None
-    if response.status == 416:
-        PARTIALS.pop(key, None)
-        raise Transient("the hub has fewer bytes than were kept; starting over")
-    if response.status >= 500 or response.status in (408, 429):
-        raise Transient(f"HTTP {response.status}")
-    if not response.ok:
-        raise DownloadError(hub_refusal(url, response))
-    partial = await start(key, response, cache)
-    await stream(response, partial, key, cache, on_bytes)
-    return await finish(key, partial, cache)
-
-
-async def cached(key: FileKey, cache: Cache) -> tuple[bool, bytearray | None]:
-    """(True, bytes or None if absent) when the cache holds a good copy, else (False, None)."""
-    manifest = await cache.good_entry(key)
-    if manifest is None:
-        return False, None
-    if manifest["absent"]:
-        return True, None
-    buffer = bytearray(manifest["size"])
-    if await cache.read_into(key, manifest["size"], memoryview(buffer)):
-        return True, buffer
-    await cache.delete(key)
-    return False, None
-
-
-async def fetch_file(url: str | None, key: FileKey, cache: Cache, on_bytes: OnBytes) -> bytearray | None:
-    """A file from the cache, else downloaded with retries; None if the source lacks it."""
-    if url is None:
-        return None
-    hit, data = await cached(key, cache)
-    if hit:
-        if data is not None:
-            on_bytes(len(data), len(data), True)
-        return data
-    failure = ""
-    for delay in (0, *RETRY_DELAYS):
-        await asyncio.sleep(delay)
-        try:
-            return await download(url, key, cache, on_bytes)
-        except Transient as e:
-            failure = str(e)
-    kept = PARTIALS.get(key)
-    progress = f" at {kept.received} of {kept.size} bytes" if kept and kept.size else ""
-    raise DownloadError(f"{key[3]}: the download failed{progress} after {1 + len(RETRY_DELAYS)} attempts "
-                        f"({failure}); press Load model to resume")
-
-
-async def resolve_revision(endpoint: str, repo: str, revision: str, cache: Cache) -> str:
-    """The commit to download and cache for a revision. A commit id is used as is; a branch
-    or tag is resolved with a HEAD of config.json (X-Repo-Commit), so a moved branch is never
-    served stale from the cache; offline, the commit it had when last resolved."""
-    if is_commit(revision):
-        return revision
+async def download(url: str, key: FileKey, remote: RemoteFile, cache: Cache, on_bytes: OnBytes) -> bytearray:
+    """The file, downloaded (resumed where a partial download of it stopped) and checked."""
+    partial = await restore(key, remote, cache)
+    JOBS.add(partial)
     try:
-        response = await request(file_url(endpoint, repo, revision, "config.json"), "HEAD")
-        if response.status >= 500:
-            raise Transient(f"HTTP {response.status}")
-    except Transient as e:
-        if commit := await cache.ref(endpoint, repo, revision):
-            return commit
-        raise DownloadError(f"{e}, and {repo}@{revision} is not in the browser cache") from None
-    if response.status == 404 and (response.headers.get("X-Error-Code") or "EntryNotFound") == "EntryNotFound":
-        raise DownloadError(f"{repo} has no config.json at revision {revision}")
-    if not response.ok:
-        raise DownloadError(hub_refusal(response.url, response))
-    commit = response.headers.get("X-Repo-Commit") or ""
-    if not is_commit(commit):
-        return revision  # the endpoint does not say: cache under the revision's name
-    await cache.set_ref(endpoint, repo, revision, commit)
-    return commit
+        for delay in (0, *RETRY_DELAYS):
+            await asyncio.sleep(delay)
+            partial.check()
+            try:
+                await attempt(url, partial, cache, on_bytes)
+                return await finish(partial, cache)
+            except TransientError as e:
+                failure = str(e)
+            except IntegrityError as e:
+                if not partial.resumed:
+                    raise
+                failure = str(e)  # resumed on top of bytes that were not the file's: once more, whole
+                partial.restart()
+                PARTIALS[key] = partial
+                await cache.write_manifest(key, partial_manifest(remote))
+    finally:
+        JOBS.discard(partial)
+    raise HubError(f"{remote.name}: the download failed at {partial.received} of {remote.size} bytes after "
+                   f"{1 + len(RETRY_DELAYS)} attempts ({failure}); press Load model to resume")
+
+
+async def refetch_chunk(url: str, key: FileKey, remote: RemoteFile, manifest: dict, index: int, cache: Cache):
+    """Chunk `index` of a cached file whose stored copy is missing or changed, downloaded again
+    (a Range request; a 200 is read up to the chunk), checked against its recorded sha256 and
+    stored again; as a JS Uint8Array."""
+    start, end = chunk_span(index, remote.size)
+    response = checked(await request(url, {"Range": f"bytes={start}-{end - 1}"}), remote.name)
+    data = bytes((await response.arrayBuffer()).to_bytes())
+    data = data if response.status == 206 else data[start:end]
+    if hashlib.sha256(data).hexdigest() != manifest["chunks"][index]:
+        raise IntegrityError(f"{remote.name}: its cached copy changed and a new download of the part did not match")
+    chunk = to_js(data)
+    await cache.write_chunk(key, index, chunk)
+    return chunk
+
+
+# -- a checkpoint's files
 
 
 @dataclass
@@ -278,77 +333,118 @@ async def body_blocks(response, size: int, on_bytes: OnBytes) -> AsyncIterator[m
     while not (chunk := await reader.read()).done:
         received += chunk.value.length
         yield chunk.value.to_memoryview()
-        on_bytes(received, size, False)
-
-
-async def open_weights(url: str | None, key: FileKey, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
-    """A weight file as a stream (None if the source lacks it): the cached copy chunk by chunk;
-    else, with the cache off (the visitor's files), the response body as it arrives; else a
-    download into the cache (fetch_file), then read back from the cache (so the download's
-    buffer is freed before the weights are built); from memory if the cache failed meanwhile."""
-    if url is None:
-        return None
-    manifest = await cache.good_entry(key)
-    if manifest is not None:
-        return None if manifest["absent"] else WeightStream(manifest["size"], lambda: cache.chunks(key, manifest["size"], on_bytes))
-    if cache.off is not None:
-        response = await request(url)
-        if response.status == 404:
-            return None
-        if not response.ok:
-            raise DownloadError(f"{key[3]}: HTTP {response.status}")
-        size = response_span(response)[1]
-        if size is None:
-            data = bytearray((await response.arrayBuffer()).to_bytes())
-            return WeightStream(len(data), lambda: memory_blocks(data), data)
-        return WeightStream(size, lambda: body_blocks(response, size, on_bytes))
-    data = await fetch_file(url, key, cache, on_bytes)
-    if data is None:
-        return None
-    if cache.usable:  # downloaded into the cache: read it back from there, in blocks
-        del data
-        return await open_weights(url, key, cache, on_bytes)
-    return WeightStream(len(data), lambda: memory_blocks(data), data)
+        on_bytes(received, size, "disk")
 
 
 @dataclass
-class Source:
-    """Where a checkpoint's files come from: URL and cache key of each file name."""
+class HubFiles:
+    """A commit's files on the Hub, through the browser cache."""
 
-    url: Callable[[str], str | None]
-    key: Callable[[str], FileKey]
+    endpoint: str
+    repo: str
+    commit: str
+    listing: dict[str, RemoteFile]
+
+    @property
+    def host(self) -> str | None:
+        """The endpoint's host, when it is not the default Hub (the page names it)."""
+        return None if self.endpoint == DEFAULT_ENDPOINT else urlsplit(self.endpoint).netloc
+
+    def lock_name(self) -> str:
+        """The Web Lock held while this model's files are fetched (one tab downloads at a time)."""
+        return f"browser-llm download {self.endpoint} {self.repo} {self.commit}"
+
+    def url_key(self, name: str) -> tuple[str, FileKey]:
+        return file_url(self.endpoint, self.repo, self.commit, name), file_key(self.endpoint, self.repo, self.commit, name)
+
+    async def open_weights(self, name: str, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
+        """A weight file as a stream (None if the commit lacks it): the cached copy chunk by
+        chunk, each checked as it is read; else downloaded into the cache, then read back from
+        it (so the download's buffer is freed before the weights are built); from memory if the
+        cache is off."""
+        if (remote := self.listing.get(name)) is None:
+            return None
+        url, key = self.url_key(name)
+        if (manifest := await cache.good_entry(key, remote)) is not None:
+            return WeightStream(remote.size, lambda: self.cached_blocks(key, remote, manifest, cache, on_bytes))
+        data = await download(url, key, remote, cache, on_bytes)
+        if cache.usable:
+            del data
+            return await self.open_weights(name, cache, on_bytes)
+        return WeightStream(len(data), lambda: memory_blocks(data), data)
+
+    async def cached_blocks(self, key: FileKey, remote: RemoteFile, manifest: dict, cache: Cache,
+                            on_bytes: OnBytes) -> AsyncIterator[memoryview]:
+        url = self.url_key(remote.name)[0]
+        with job(key) as running:
+            async def repair(index: int):
+                running.check()
+                return await retried(refetch_chunk, url, key, remote, manifest, index, cache)
+
+            async for block in cache.chunks(key, manifest, repair, on_bytes):
+                running.check()
+                yield block
+
+    async def fetch(self, name: str, cache: Cache, on_bytes: OnBytes) -> bytearray | None:
+        """A file whole (None if the commit lacks it)."""
+        stream = await self.open_weights(name, cache, on_bytes)
+        return None if stream is None else await stream.whole()
 
 
-def hub_source(endpoint: str, repo: str, commit: str) -> Source:
-    return Source(lambda name: file_url(endpoint, repo, commit, name), lambda name: file_key(endpoint, repo, commit, name))
+@dataclass
+class LocalFiles:
+    """Files the visitor picked, as blob: URLs made by the page (read, never uploaded or cached)."""
+
+    urls: dict[str, str]
+    host = None
+
+    async def open_weights(self, name: str, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
+        if name not in self.urls:
+            return None
+        response = await js.fetch(self.urls[name])
+        size = int(response.headers.get("Content-Length"))
+        return WeightStream(size, lambda: body_blocks(response, size, on_bytes))
+
+    async def fetch(self, name: str, cache: Cache, on_bytes: OnBytes) -> bytearray | None:
+        if name not in self.urls:
+            return None
+        data = bytearray((await (await js.fetch(self.urls[name])).arrayBuffer()).to_bytes())
+        on_bytes(len(data), len(data), "disk")
+        return data
 
 
-def local_source(urls: dict[str, str]) -> Source:
-    """Files the visitor picked, as blob: URLs made by the page (read, never uploaded)."""
-    return Source(urls.get, lambda name: file_key("local", "", "", name))
+Source = HubFiles | LocalFiles
 
 
-async def fetch_checkpoint(source: Source, cache: Cache, on_file: Callable[[str, int, int, bool], None],
-                           on_config: Callable[[bytes], None], fetch_weights=None) -> dict[str, object | None]:
-    """All files of a GPT-2 checkpoint; on_config runs as soon as config.json arrives so a
-    wrong model fails before the big download. fetch_weights, if given, is awaited instead of
-    fetch_file for the weight files (same arguments), e.g. to read them as streams."""
+async def hub_files(endpoint: str, repo: str, revision: str, cache: Cache) -> HubFiles:
+    endpoint = endpoint.rstrip("/")
+    commit = await resolve_revision(endpoint, repo, revision, cache)
+    return HubFiles(endpoint, repo, commit, await list_files(endpoint, repo, commit, cache))
+
+
+async def fetch_checkpoint(source: Source, cache: Cache, on_file: Callable[[str, int, int, str], None],
+                           on_config: Callable[[bytes], None], streams: bool = False) -> dict[str, object | None]:
+    """All files of a GPT-2 checkpoint (the weights as WeightStreams if `streams`); on_config
+    runs as soon as config.json arrives so a wrong model fails before the big download."""
     have: dict[str, object | None] = {}
     while names := files_to_fetch(have):
         for name in names:
-            fetch = fetch_weights if fetch_weights and is_weights(name) else fetch_file
-            have[name] = await fetch(source.url(name), source.key(name), cache,
-                                     lambda got, total, hit: on_file(name, got, total, hit))
+            fetch = source.open_weights if streams and is_weights(name) else source.fetch
+            have[name] = await fetch(name, cache, lambda got, total, where: on_file(name, got, total, where))
             if name == "config.json":
                 if have[name] is None:
-                    raise DownloadError("config.json is missing")
+                    raise HubError("config.json is missing")
                 on_config(bytes(have[name]))
     return have
 
 
-async def remember_absent(source: Source, cache: Cache, have: dict[str, bytearray | None]) -> None:
-    """Once a checkpoint loaded, note the files it lacks, so a revisit does not ask for them
-    (only then: a 404 that broke the load may have been a passing fault)."""
-    for name, data in have.items():
-        if data is None:
-            await cache.write_manifest(source.key(name), absent_manifest())
+async def hold_download_lock(source: Source, on_wait: Callable[[], None]):
+    """Take the Web Lock of a Hub model's files (so two tabs never download the same file at
+    once): the release function, after on_wait() if another tab holds it."""
+    if not isinstance(source, HubFiles):
+        return lambda: None
+    release = await idb.acquire(source.lock_name(), False)
+    if release is None:
+        on_wait()
+        release = await idb.acquire(source.lock_name(), True)
+    return release

@@ -46,20 +46,39 @@ export function get(db, store, key) {
   return settle(tx, () => request.result ?? null);
 }
 
-// The byte length of each stored chunk of a file (null where one is missing), in one transaction.
-export function chunkSizes(db, key, count) {
-  const tx = db.transaction("chunks", "readonly");
-  const store = tx.objectStore("chunks");
-  const requests = Array.from({ length: count }, (_, i) => store.get([...key, i]));
-  return settle(tx, () => requests.map(r => (r.result ? r.result.byteLength : null)));
+// Store a copy of `bytes` (a view into the WebAssembly heap: cloning the view would clone the
+// whole heap) as chunk `index` of the file `key`; resolves with the copy's sha256 (hex) once it
+// is stored. The write is queued before this returns, so it is ordered before any later call.
+export async function putChunk(db, key, index, bytes) {
+  const copy = bytes.slice();
+  const tx = db.transaction("chunks", "readwrite");
+  tx.objectStore("chunks").put(copy.buffer, [...key, index]);
+  const [digest] = await Promise.all([sha256(copy), settle(tx, () => true)]);
+  return digest;
 }
 
-// Store a copy of `bytes` (a view into the WebAssembly heap: cloning the view would clone the
-// whole heap) as chunk `index` of the file `key`.
-export function putChunk(db, key, index, bytes) {
-  const tx = db.transaction("chunks", "readwrite");
-  tx.objectStore("chunks").put(bytes.slice().buffer, [...key, index]);
-  return settle(tx, () => true);
+// Chunk `index` of the file `key`: {data: ArrayBuffer or null if missing, sha256: its hex digest}.
+export async function getChunk(db, key, index) {
+  const data = await get(db, "chunks", [...key, index]);
+  return { data, sha256: data ? await sha256(data) : null };
+}
+
+// WebCrypto's SHA-256 (native, off the worker's thread) as hex.
+async function sha256(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, b => b.toString(16).padStart(2, "0")).join("");
+}
+
+// Hold the Web Lock `name` (one holder across this origin's tabs and workers): resolves with a
+// function that releases it, or with null when `wait` is false and another holder has it.
+export function acquire(name, wait) {
+  if (!navigator.locks) return Promise.resolve(() => {});
+  return new Promise((resolve, reject) => {
+    navigator.locks.request(name, { ifAvailable: !wait }, lock => {
+      if (!lock) return resolve(null);
+      return new Promise(release => resolve(() => release()));
+    }).catch(reject);
+  });
 }
 
 // The indexes of the stored chunks of a file, from their keys alone (reading the values, 32 MiB

@@ -11,17 +11,17 @@ from dataclasses import dataclass
 
 from engine import GPT2Config, Model
 from engine.parallel import Shard, ShardSlicer
-from model_loader.checkpoint import (INDEX, SAFETENSORS, TORCH_BIN, assemble_model, check_vocabulary, file_stream,
+from model_loader.checkpoint import (TORCH_BIN, assemble_model, check_vocabulary, file_stream, listed_weight_files,
                                      read_tokenizer_files, weight_files)
 from model_loader.config import parse_config
+from model_loader.hub import check_repo_id
 from model_loader.tokenizer import Tokenizer
 from model_loader.weights import ParamsBuilder
 from pyscript.js_modules import idb
 from worker.browser_tokenizer import wasm_tokenizer
 from worker.cache import Cache
-from worker.download import (DownloadError, Source, Transient, WeightStream, fetch_checkpoint, file_url, hub_refusal,
-                             hub_source, keep_partials_of, local_source, open_weights, remember_absent, request,
-                             resolve_revision, response_span)
+from worker.download import (HubFiles, LocalFiles, Source, WeightStream, cancel_jobs, fetch_checkpoint,
+                             hold_download_lock, hub_files, keep_partials_of)
 
 HEAP_LIMIT = 4 * 2**30  # a 32-bit WebAssembly memory
 # Peak heap while loading, in multiples of the float32 weights: 1.28 for an F32 checkpoint
@@ -35,16 +35,18 @@ class ModelTooBig(MemoryError):
 
 
 class Progress:
-    """Per-file byte counts and the download speed, pushed at most every 100 ms."""
+    """Per-file byte counts and the download speed, pushed at most every 100 ms; the host the
+    bytes come from is named when the endpoint is not the default Hub."""
 
     def __init__(self, push: Push):
-        self.push = push
+        self.push, self.name_host = push, False
         self.files: dict[str, list[int]] = {}
         self.downloaded = 0  # bytes that came over the network, not from the cache
         self.first_byte = 0.0
         self.last = 0.0
 
-    def update(self, name: str, received: int, total: int, cached: bool) -> None:
+    def update(self, name: str, received: int, total: int, where: str) -> None:
+        cached = where == "cache"
         if not cached:
             self.first_byte = self.first_byte or time.monotonic()
             self.downloaded += max(received - self.files.get(name, [0])[0], 0)
@@ -52,7 +54,8 @@ class Progress:
         now = time.monotonic()
         if now - self.last > 0.1 or received == total:
             self.last = now
-            self.push("progress", file=name, files=self.files, cached=cached, speed=self.speed(now))
+            self.push("progress", file=name, files=self.files, cached=cached, speed=self.speed(now),
+                      host=where if self.name_host and not cached else None)
 
     def speed(self, now: float) -> float:
         """Network bytes per second since the first one arrived."""
@@ -79,11 +82,21 @@ async def model_source(options: dict, cache: Cache) -> tuple[Source, dict]:
     """Where to read the files from, and what to say about the model in the reply."""
     if "local" in options:
         keep_partials_of(())
-        return local_source(options["local"]), {"repo": "local files"}
-    endpoint, repo = options["endpoint"].rstrip("/"), options["repo"]
-    commit = await resolve_revision(endpoint, repo, options["revision"], cache)
-    keep_partials_of((endpoint, repo, commit))
-    return hub_source(endpoint, repo, commit), {"repo": repo, "commit": commit}
+        return LocalFiles(options["local"]), {"repo": "local files"}
+    source = await hub_files(options["endpoint"], check_repo_id(options["repo"]), options["revision"], cache)
+    keep_partials_of((source.endpoint, source.repo, source.commit))
+    return source, {"repo": source.repo, "commit": source.commit, "host": source.host}
+
+
+async def fetch_files(source: Source, cache: Cache, progress: Progress, label: str, streams: bool = False) -> dict:
+    """The checkpoint's files (see fetch_checkpoint), holding the model's download lock; the
+    page is told when another tab is downloading the same model and this one waits for it."""
+    release = await hold_download_lock(
+        source, lambda: progress.push("status", text=f"Waiting for another tab that is downloading {label}…"))
+    try:
+        return await fetch_checkpoint(source, cache, progress.update, lambda raw: check_fits(label, raw), streams)
+    finally:
+        release()
 
 
 async def load_checkpoint(options: dict, push: Push, shard: tuple[int, int] | None = None
@@ -93,12 +106,13 @@ async def load_checkpoint(options: dict, push: Push, shard: tuple[int, int] | No
     where it cannot be split."""
     gc.collect()  # the previous model, dropped by the caller
     started = time.monotonic()
-    progress = Progress(push)
     local = "local" in options
+    progress = Progress(push)
     label = "the model from local files" if local else options["repo"]
     cache = Cache(off="local files are not cached") if local else await Cache.open()
     try:
         source, about = await model_source(options, cache)
+        progress.name_host = source.host is not None
         if shard is not None and (local or cache.usable or shard[0] > 0):
             model = await read_shard(source, cache, progress, label, options, *shard, about.get("commit"))
         else:
@@ -121,13 +135,11 @@ async def load_checkpoint(options: dict, push: Push, shard: tuple[int, int] | No
 async def read_model(source: Source, cache: Cache, progress: Progress, label: str, options: dict,
                      have: dict | None = None) -> Model:
     """The whole model (`have`: the files fetched already, as bytes or WeightStreams)."""
-    have = have or await fetch_checkpoint(source, cache, progress.update, lambda raw: check_fits(label, raw))
+    have = have or await fetch_files(source, cache, progress, label)
     have = {name: await data.whole() if isinstance(data, WeightStream) else data for name, data in have.items()}
     progress.push("status", text="Building the model…")
     tokenizer = await wasm_tokenizer(read_tokenizer_files(have), options["tiktoken"])
-    model = assemble_model(have, tokenizer)
-    await remember_absent(source, cache, have)
-    return model
+    return assemble_model(have, tokenizer)
 
 
 @dataclass
@@ -154,7 +166,7 @@ async def read_shard(source: Source, cache: Cache, progress: Progress, label: st
     lead loads the whole model instead if it has one head, no safetensors (a .bin is read whole)
     or the browser cache failed (the other workers would have to download it again); the others
     are only asked once the lead has split it."""
-    have = await fetch_checkpoint(source, cache, progress.update, lambda raw: check_fits(label, raw), open_weights)
+    have = await fetch_files(source, cache, progress, label, streams=True)
     config = parse_config(bytes(have["config.json"]))
     n_shards = min(n_shards, config.n_head)
     names = weight_files(have)
@@ -171,7 +183,6 @@ async def read_shard(source: Source, cache: Cache, progress: Progress, label: st
         async for block in weights.blocks():
             stream.feed(block)
         stream.finish()
-    await remember_absent(source, cache, have)
     return ShardOfModel(Shard(builder.finish(), config, index, n_shards, sliced=True), tokenizer)
 
 
@@ -189,39 +200,24 @@ async def cache_delete(model: str) -> str:
     returns cache_models()."""
     wanted = json.loads(model)
     prefix = tuple(wanted[k] for k in ("endpoint", "repo", "revision")) if wanted else ()
+    cancel_jobs(prefix)
     await (await Cache.open()).delete(prefix)
     return await cache_models()
 
 
 async def model_size(model: str) -> str:
     """What loading a hub model, JSON {endpoint, repo, revision}, will cost: JSON {cached: true,
-    bytes} when the browser cache holds it, else {cached: false, bytes: the weights' download
-    size, or null if the hub does not say}; {error} when the hub cannot be asked."""
+    bytes} when the browser cache holds its weights, else {cached: false, bytes: the weights'
+    download size from the Hub's listing}; {error} when the Hub cannot be asked."""
     wanted = json.loads(model)
-    endpoint, repo = wanted["endpoint"].rstrip("/"), wanted["repo"]
     cache = await Cache.open()
     try:
-        commit = await resolve_revision(endpoint, repo, wanted["revision"], cache)
-        row = next((row for row in (await cache.models() if cache.usable else [])
-                    if (row["endpoint"], row["repo"], row["revision"]) == (endpoint, repo, commit)), None)
-        if row and not row["partial"] and any(name.endswith((".safetensors", ".bin")) for name in row["files"]):
-            return json.dumps({"cached": True, "bytes": row["bytes"]})
-        return json.dumps({"cached": False, "bytes": await weights_size(endpoint, repo, commit)})
-    except (OSError, Transient) as e:
+        source = await hub_files(wanted["endpoint"], check_repo_id(wanted["repo"]), wanted["revision"], cache)
+    except OSError as e:
         return json.dumps({"error": str(e)})
-
-
-async def weights_size(endpoint: str, repo: str, commit: str) -> int | None:
-    """Bytes of the weights on the hub: a HEAD of model.safetensors, else the total size in
-    model.safetensors.index.json (sharded), else a HEAD of pytorch_model.bin."""
-    for name in (SAFETENSORS, INDEX, TORCH_BIN):
-        url = file_url(endpoint, repo, commit, name)
-        response = await request(url, "GET" if name == INDEX else "HEAD")
-        if response.status == 404:
-            continue
-        if not response.ok:
-            raise DownloadError(hub_refusal(url, response))
-        if name == INDEX:
-            return json.loads(await response.text()).get("metadata", {}).get("total_size")
-        return response_span(response)[1]
-    return None
+    names = listed_weight_files(source.listing)
+    row = next((row for row in (await cache.models() if cache.usable else [])
+                if (row["endpoint"], row["repo"], row["revision"]) == (source.endpoint, source.repo, source.commit)), None)
+    cached = bool(names) and row is not None and not row["partial"] and set(names) <= set(row["files"])
+    return json.dumps({"cached": cached, "bytes": sum(source.listing[name].size for name in names),
+                       "host": source.host})

@@ -1,23 +1,40 @@
-"""Downloading and caching weights in a real browser, against the local hub with faults:
-refusals, cut and short bodies resumed with Range requests, corrupted bytes, slow responses,
-the IndexedDB cache (revisit without weight requests, quota, unavailable), the cache manager,
-local files and memory across loads.
+"""Downloading and caching weights in a real browser, against the local hub with faults, in
+both of its modes: "direct" (every file answered by the hub, every header readable) and "real"
+(as huggingface.co answers a browser: weights by a 302 to a CDN on another origin whose ETag is
+not the sha256 and whose Content-Range is hidden). Refusals, cut, short and mislabelled bodies
+resumed with Range requests, corrupted bytes and HTML pages refused, slow responses, the
+IndexedDB cache (revisit without weight requests, tampered chunks and manifests, quota,
+unavailable, cleared during a download, two tabs), the cache manager, local files and memory
+across loads.
 
 Each test loads its own repository id (a copy of a fixture under a new name), so tests that
 share a page never find each other's files in the cache."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from urllib.parse import urlsplit
 
 import pytest
 
-from support import MODELS
-from tests.e2e.conftest import AppPage, app_url
+from support import MODEL_NAMES, MODELS, fixture_model, gpt2_layout_repo
+from tests.e2e.conftest import FINAL_STATUS as FINAL_STATUS_JS, AppPage, app_url
+from tools.hub_server import HubServer, fake_commit
 
 TINY = MODELS / "tiny"
 WEIGHTS = "model.safetensors"
 TINY_SIZE = (TINY / WEIGHTS).stat().st_size
+NEEDED = {"config.json", "vocab.json", "merges.txt", WEIGHTS}
+
+
+@pytest.fixture(scope="module", params=["direct", "real"])
+def hub(request, tmp_path_factory):
+    """This module's own hub, in each mode in turn (its tests run once per mode)."""
+    repos = {f"test/{name}": {"main": MODELS / name} for name in MODEL_NAMES}
+    repos["test/gpt2-layout"] = {"main": gpt2_layout_repo(tmp_path_factory.mktemp("gpt2-layout"))}
+    with HubServer(repos, real=request.param == "real", page_size=3) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +58,7 @@ def repos(hub, tmp_path_factory):
 @pytest.fixture
 def tiny(hub, request):
     """A fresh repository id serving the tiny model, named after the test."""
-    repo = f"test/tiny-{request.node.name.removeprefix('test_')[:40]}"
+    repo = "test/tiny-" + re.sub(r"[^\w.-]", "-", request.node.originalname.removeprefix("test_")[:50])
     hub.add_repo(repo, TINY)
     yield repo
     hub.clear_faults()
@@ -71,17 +88,48 @@ def load(app: AppPage, repo: str, timeout: float = 60) -> str:
     return app.load_outcome(lambda: app.page.click("#load"), timeout)
 
 
-def weight_gets(hub, repo: str) -> list:
-    return [r for r in hub.requests if r.repo == repo and r.file == WEIGHTS and r.method == "GET"]
+def weight_gets(hub, repo: str, name: str = WEIGHTS) -> list:
+    """The GETs that carried (or were to carry) a file's bytes: in the real mode, the CDN's."""
+    return [r for r in hub.requests if r.repo == repo and r.file == name and r.method == "GET" and r.status != 302]
 
 
-def test_unknown_repo_gated_repo_and_missing_weights_say_why(app, hub, tiny):
+def files_fetched(hub, repo: str) -> set[str]:
+    return {r.file for r in hub.requests if r.repo == repo and r.file and not r.file.startswith("api:")}
+
+
+def test_unknown_repo_gated_repo_and_missing_weights_say_why(app, hub, tiny, repos):
     assert "repository not found" in load(app, "test/does-not-exist")
     hub.set_fault(tiny, "config.json", status=403, times=1)
-    assert "gated or private (HTTP 403)" in load(app, tiny)
+    assert "config.json: access denied, the repository is gated or private (HTTP 403)" in load(app, tiny)
     hub.set_fault(tiny, WEIGHTS, status=404, times=1)
-    assert "no weights" in load(app, tiny)
+    assert f"{WEIGHTS}: not found on the Hub (HTTP 404)" in load(app, tiny)
+    assert "no weights" in load(app, repos("no-weights", drop=(WEIGHTS,)))
     assert load(app, tiny).startswith("Ready: " + tiny)  # usable afterwards
+
+
+def test_an_unreadable_api_answer_says_so_and_a_failing_one_falls_back_to_the_cached_commit(app, hub, tiny, repos):
+    hub.set_fault(tiny, "api:tree", html=True, times=1)
+    assert "the Hub's answer is not JSON" in load(app, tiny)
+    never_loaded = repos("api-down")
+    hub.set_fault(never_loaded, "api:revision", status=500)
+    status = load(app, never_loaded)
+    assert "HTTP 500" in status and "not in the browser cache" in status, status
+    hub.set_fault(tiny, "api:revision", status=500)
+    assert load(app, tiny).startswith("Ready")  # the commit main had when last resolved, as offline
+
+
+def test_only_the_files_a_gpt2_needs_are_fetched_from_a_repo_laid_out_as_openai_gpt2(app, hub):
+    status = load(app, "test/gpt2-layout")
+    assert status.startswith("Ready"), status
+    assert files_fetched(hub, "test/gpt2-layout") == NEEDED
+    prompt = "The old lighthouse keeper"
+    app.send(prompt)  # the same weights as tiny, under the names openai-community/gpt2 uses
+    assert app.wait_reply_done() == "".join(s.text for s in fixture_model("tiny").generate(prompt, temperature=0, max_new_tokens=20))
+
+
+def test_an_older_repo_with_only_pytorch_model_bin_loads(app, hub):
+    assert load(app, "test/bin").startswith("Ready")
+    assert files_fetched(hub, "test/bin") == NEEDED - {WEIGHTS} | {"pytorch_model.bin"}
 
 
 def test_a_cut_download_resumes_from_the_bytes_received(app, hub, tiny):
@@ -124,6 +172,45 @@ def test_a_flipped_byte_fails_the_sha256_and_nothing_is_cached(app, hub, tiny):
     assert load(app, tiny).startswith("Ready")
 
 
+def test_a_flipped_byte_in_a_small_file_fails_its_git_blob_id(app, hub, tiny):
+    hub.set_fault(tiny, "vocab.json", flip=100, times=1)
+    status = load(app, tiny)
+    assert status.startswith("Could not") and "vocab.json" in status and "git blob sha1" in status, status
+    assert load(app, tiny).startswith("Ready")
+
+
+def test_an_html_page_instead_of_the_weights_is_refused(app, hub, tiny):
+    hub.set_fault(tiny, WEIGHTS, html=True)
+    status = load(app, tiny)
+    assert status.startswith("Could not") and WEIGHTS in status, status
+    hub.clear_faults()
+    hub.clear_requests()
+    assert load(app, tiny).startswith("Ready")  # the page's bytes kept for a resume fail the hash: once more, whole
+    resumed, whole = weight_gets(hub, tiny)
+    assert resumed.range is not None and whole.range is None and whole.bytes_sent == TINY_SIZE
+
+
+def test_a_content_length_too_small_is_completed_with_a_range_request(app, hub, tiny):
+    hub.set_fault(tiny, WEIGHTS, wrong_length=-1000, times=1)
+    assert load(app, tiny).startswith("Ready")
+    first, second = weight_gets(hub, tiny)
+    assert first.range is None and second.range == f"bytes={TINY_SIZE - 1000}-" and second.status == 206
+
+
+def test_a_content_length_too_big_is_survived_and_the_file_cached(app, hub, tiny):
+    hub.set_fault(tiny, WEIGHTS, wrong_length=+1000, times=1)
+    assert load(app, tiny).startswith("Ready")  # Chromium may or may not hand over the last bytes: resumed if not
+    hub.clear_requests()
+    assert "loaded from cache" in load(app, tiny) and weight_gets(hub, tiny) == []
+
+
+def test_a_file_sent_without_content_length_is_cached(app, hub, tiny):
+    hub.set_fault(tiny, WEIGHTS, no_length=True, times=1)
+    assert load(app, tiny).startswith("Ready")
+    hub.clear_requests()
+    assert "loaded from cache" in load(app, tiny) and weight_gets(hub, tiny) == []
+
+
 def test_slow_download_reports_bytes_percent_and_speed(app, hub, tiny):
     app.page.evaluate("""() => {
         window.__statuses = []; window.__files = [];
@@ -137,6 +224,9 @@ def test_slow_download_reports_bytes_percent_and_speed(app, hub, tiny):
     downloading = [s for s in app.page.evaluate("window.__statuses") if s.startswith("Downloading " + WEIGHTS)]
     assert len(downloading) >= 3, downloading
     assert any("%" in s and "MB/s" in s and "all files" in s for s in downloading), downloading
+    # Not the default Hub: the host the bytes come from is named (the CDN's, in the real mode).
+    sender = (hub.cdn or hub).url
+    assert all(s.startswith(f"Downloading {WEIGHTS} from {urlsplit(sender).netloc}:") for s in downloading), downloading
     assert any(WEIGHTS + ":" in f and "%" in f for f in app.page.evaluate("window.__files"))
 
 
@@ -162,7 +252,7 @@ def test_second_visit_loads_from_the_cache_without_weight_requests(browser, app_
         hub.clear_requests()
         status = load(app, tiny)
         assert "loaded from cache in" in status, status
-        assert [(r.method, r.file) for r in hub.requests if r.repo == tiny] == [("HEAD", "config.json")]
+        assert [(r.method, r.file) for r in hub.requests if r.repo == tiny] == [("GET", "api:revision")]
         app.send("The old lighthouse keeper")
         assert app.wait_reply_done() == first_reply
         assert app.errors == [] and app.foreign_requests() == []
@@ -255,3 +345,96 @@ def test_indexeddb_unavailable_runs_from_memory(browser, app_server, hub, tiny):
         assert app.errors == []
     finally:
         app.page.context.close()
+
+
+TAMPER = """async ([store, key, change]) => {
+    const db = await new Promise((resolve, reject) => {
+        const q = indexedDB.open('browser-llm'); q.onsuccess = () => resolve(q.result); q.onerror = reject; });
+    const tx = db.transaction(store, 'readwrite');
+    const request = tx.objectStore(store).get(key);
+    await new Promise(resolve => request.onsuccess = resolve);
+    let value = request.result;
+    if (store === 'chunks') { const bytes = new Uint8Array(value); bytes[change] ^= 0xff; value = bytes.buffer; }
+    else value = JSON.stringify({...JSON.parse(value), ...change});
+    tx.objectStore(store).put(value, key);
+    await new Promise(resolve => tx.oncomplete = resolve);
+    db.close();
+}"""
+
+
+def cache_key(hub, repo: str, name: str = WEIGHTS) -> list:
+    return [hub.url, repo, fake_commit(repo, "main"), name]
+
+
+def test_a_changed_chunk_in_the_cache_is_fetched_again_never_served(app, hub, tiny):
+    prompt = "The old lighthouse keeper"
+    assert load(app, tiny).startswith("Ready")
+    app.send(prompt)
+    reply = app.wait_reply_done()
+    app.page.evaluate(TAMPER, ["chunks", [*cache_key(hub, tiny), 0], 5000])
+    hub.clear_requests()
+    assert load(app, tiny).startswith("Ready")
+    (refetch,) = weight_gets(hub, tiny)  # only the changed chunk (here: the whole small file)
+    assert refetch.range == f"bytes=0-{TINY_SIZE - 1}" and refetch.bytes_sent == TINY_SIZE
+    app.send(prompt)
+    assert app.wait_reply_done() == reply
+    hub.clear_requests()
+    assert "loaded from cache" in load(app, tiny) and weight_gets(hub, tiny) == []  # stored again, good
+
+
+def test_a_cached_entry_that_no_longer_matches_the_listing_is_dropped_and_fetched_again(app, hub, tiny):
+    assert load(app, tiny).startswith("Ready")
+    app.page.evaluate(TAMPER, ["files", cache_key(hub, tiny), {"digest": "0" * 64}])
+    hub.clear_requests()
+    assert load(app, tiny).startswith("Ready")
+    (fetched,) = weight_gets(hub, tiny)
+    assert fetched.range is None and fetched.bytes_sent == TINY_SIZE
+
+
+def watch_statuses(app: AppPage) -> None:
+    app.page.evaluate("""() => { window.__statuses = [];
+        new MutationObserver(() => window.__statuses.push(document.getElementById('status').textContent))
+            .observe(document.getElementById('status'), {childList: true, subtree: true, characterData: true}); }""")
+
+
+def test_clear_all_during_a_download_stops_it_and_leaves_nothing(app, hub, tiny):
+    hub.set_fault(tiny, WEIGHTS, delay=0.3)
+    app.page.evaluate("() => { document.getElementById('cache-manager').open = true; }")
+    app.page.fill("#model", tiny)
+    app.page.evaluate(FINAL_STATUS_JS)
+    app.page.click("#load")
+    app.page.wait_for_function(f"() => document.getElementById('status').textContent.startsWith('Downloading {WEIGHTS}')")
+    app.page.click("#clear-cache")
+    status = app.page.wait_for_function("() => window.__final", timeout=60_000).json_value()
+    assert status.startswith("Could not") and "deleted from the browser cache" in status, status
+    (cut,) = weight_gets(hub, tiny)
+    assert cut.bytes_sent < TINY_SIZE  # stopped before the end
+    assert json.loads(app.worker("cache_models"))["models"] == []
+    hub.clear_faults()
+    hub.clear_requests()
+    assert load(app, tiny).startswith("Ready")
+    (again,) = weight_gets(hub, tiny)
+    assert again.range is None  # nothing half-kept to resume from
+    app.page.evaluate("() => { document.getElementById('cache-manager').open = false; }")
+
+
+def test_two_tabs_loading_the_same_model_download_it_once(app, hub, tiny):
+    other = AppPage(app.page.context.new_page(), app.page.url)  # the same browser profile: one cache
+    try:
+        other.wait_status("Runtime ready")
+        hub.set_fault(tiny, WEIGHTS, delay=0.2)
+        watch_statuses(other)
+        for page in (app, other):
+            page.page.evaluate(FINAL_STATUS_JS)
+            page.page.fill("#model", tiny)
+        app.page.click("#load")
+        app.page.wait_for_function(f"() => document.getElementById('status').textContent.startsWith('Downloading {WEIGHTS}')")
+        other.page.click("#load")
+        outcomes = [page.page.wait_for_function("() => window.__final", timeout=60_000).json_value() for page in (app, other)]
+        assert all(o.startswith("Ready") for o in outcomes), outcomes
+        assert any(s.startswith("Waiting for another tab") for s in other.page.evaluate("window.__statuses"))
+        assert "loaded from cache" in outcomes[1]
+        assert len(weight_gets(hub, tiny)) == 1  # one download, for both tabs
+        assert other.errors == []
+    finally:
+        other.page.close()
