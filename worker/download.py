@@ -393,24 +393,29 @@ class HubFiles:
 
 @dataclass
 class LocalFiles:
-    """Files the visitor picked, as blob: URLs made by the page (read, never uploaded or cached)."""
+    """Files the visitor picked, as blob: URLs made by the page (read, never uploaded or cached),
+    or the files of a folder URL given to browser-llm.js (unlisted and unchecked: no Hub)."""
 
     urls: dict[str, str]
     host = None
 
     async def open_weights(self, name: str, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
+        """The file as its body arrives, or whole when its size is not announced."""
         if name not in self.urls:
             return None
-        response = await js.fetch(self.urls[name])
-        size = int(response.headers.get("Content-Length"))
-        return WeightStream(size, lambda: body_blocks(response, size, on_bytes))
+        response = await request(self.urls[name])
+        if response.status == 404:  # a folder URL without this file
+            return None
+        checked(response, name)
+        if (length := response.headers.get("Content-Length")) is None:
+            data = bytearray((await response.arrayBuffer()).to_bytes())
+            on_bytes(len(data), len(data), "disk")
+            return WeightStream(len(data), lambda: memory_blocks(data), data)
+        return WeightStream(int(length), lambda: body_blocks(response, int(length), on_bytes))
 
     async def fetch(self, name: str, cache: Cache, on_bytes: OnBytes) -> bytearray | None:
-        if name not in self.urls:
-            return None
-        data = bytearray((await (await js.fetch(self.urls[name])).arrayBuffer()).to_bytes())
-        on_bytes(len(data), len(data), "disk")
-        return data
+        stream = await self.open_weights(name, cache, on_bytes)
+        return None if stream is None else await stream.whole()
 
 
 Source = HubFiles | LocalFiles

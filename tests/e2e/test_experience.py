@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -86,7 +87,7 @@ def test_download_size_is_shown_before_loading_then_cached(open_app, hub):
         hub.clear_requests()
         field.fill(repo)
         wait_size(app, repo)
-        assert shown.text_content() == f"{repo}: ≈ {size} to download"
+        assert shown.text_content() == f"{repo}: ≈ {size} to download from {urlsplit(hub.url).netloc}"  # not the default Hub
         assert not [r for r in hub.requests if r.method == "GET" and r.file.endswith((".safetensors", ".bin"))]
         app.page.get_by_role("button", name="Load model").click()
         app.wait_status(f"Ready: {repo} ")
