@@ -7,10 +7,12 @@ import json
 import conversation
 import js
 import settings_panel
-from dom import element, fixed, in_background, load_stored, make, megabytes, on, save_file, set_status, store
+from dom import (element, fixed, in_background, make, megabytes, on, save_file, set_status, store, store_text,
+                 stored_text)
 from pyscript import document, window
 
 STORAGE_KEY = "browser-llm:conversation"
+SET_ASIDE_KEY = STORAGE_KEY + ":set-aside"
 PLACEHOLDERS = {
     "completion": "Write the start of a text; GPT-2 continues it. Enter sends, Shift+Enter adds a line.",
     "chat": "Write a message; the model answers it. Enter sends, Shift+Enter adds a line.",
@@ -73,11 +75,18 @@ def save():
 
 
 def restore():
-    """Show the conversation kept from an earlier visit, in its mode."""
-    kept = conversation.restored(load_stored(STORAGE_KEY, {}))
+    """Show the conversation kept from an earlier visit, in its mode. One that cannot be read in
+    full is set aside (its text kept under SET_ASIDE_KEY) and the page says so."""
+    text = stored_text(STORAGE_KEY)
+    kept = conversation.restored(text)
     state["messages"] = kept["messages"]
     set_mode(kept["mode"] or mode())
     show_conversation()
+    if kept["damaged"]:
+        store_text(SET_ASIDE_KEY, text)
+        element("log").append(make("p", "The conversation kept from your last visit could not be read in full: "
+                                        "what could be read is shown, and the stored copy was set aside "
+                                        "(localStorage \"" + SET_ASIDE_KEY + "\").", "notice"))
     update_controls()
 
 
@@ -144,37 +153,52 @@ def show_stats(info, count, started):
 
 
 async def reply():
-    """Write the model's reply to the last (user) message, token by token."""
-    worker = state["worker"]
+    """Write the model's reply to the last (user) message, token by token. Whatever happens
+    (bad settings, a worker that fails), the page ends usable: what was written is kept."""
     request = conversation.reply_request(state["messages"], state["repo"])
     request["settings"] = settings_panel.current()
     body = add_message({"role": "assistant", "text": ""})
     body.parentNode.setAttribute("aria-busy", "true")
     state["stop"] = False
     set_writing(True)
+    started = False
+    try:
+        started = await write_reply(body, request)
+    except Exception as e:  # the worker failed: say so and stay usable
+        set_status("Could not write a reply: " + str(e).split("\n")[0])
+    finally:
+        if started or body.textContent:
+            state["messages"].append({"role": "assistant", "text": body.textContent, "mode": mode()})
+            save()
+            body.parentNode.setAttribute("aria-busy", "false")
+        else:
+            body.parentNode.remove()
+        set_writing(False)
+
+
+async def write_reply(body, request):
+    """Ask the worker for the reply and show its tokens as they come; False if it refused to start."""
+    worker = state["worker"]
     info = json.loads(await worker.start(json.dumps(request)))
     if "error" in info:
-        body.parentNode.remove()
         set_status("Could not write a reply: " + info["error"] + " (see Generation settings)")
-        set_writing(False)
-        return
+        return False
     started, count = js.performance.now(), 0
-    while not state["stop"]:
-        token = json.loads(await worker.step())
-        count += 1
-        if token["text"]:
-            add_token(body, token)
-            follow(element("log"))
-        show_stats(info, count, started)
-        if token["finish"]:
-            break
-    await worker.stop()
-    state["messages"].append({"role": "assistant", "text": body.textContent, "mode": mode()})
-    save()
+    try:
+        while not state["stop"]:
+            token = json.loads(await worker.step())
+            count += 1
+            if token["text"]:
+                add_token(body, token)
+                follow(element("log"))
+            show_stats(info, count, started)
+            if token["finish"]:
+                break
+    finally:
+        await worker.stop()
     await measure_memory()
     show_stats(info, count, started)
-    body.parentNode.setAttribute("aria-busy", "false")
-    set_writing(False)
+    return True
 
 
 async def send():

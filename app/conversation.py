@@ -53,10 +53,19 @@ def as_json(messages, model, settings):
     return json.dumps({"model": model, "settings": settings, "messages": messages})
 
 
-def restored(value):
-    """A stored conversation {"mode", "messages"} checked field by field; junk is dropped."""
-    value = value if isinstance(value, dict) else {}
-    messages = [m for m in value.get("messages", []) if isinstance(m, dict)
-                and m.get("role") in ROLE_NAMES and isinstance(m.get("text"), str) and m.get("mode") in MODES]
+def restored(text):
+    """A stored conversation (the JSON text kept in localStorage, or None) checked field by
+    field: {"mode", "messages", "damaged"}. Junk is dropped; "damaged" says whether there was any
+    (text that is not JSON, messages that are not a list, a message or mode of no known kind)."""
+    try:
+        value = {} if text is None else json.loads(text)
+    except Exception:  # not JSON (an edited or cut value), or nested too deep
+        value = None
+    value = value if isinstance(value, dict) else {"messages": None}
+    stored = value.get("messages", [])
+    stored = stored if isinstance(stored, list) else [None]
+    messages = [m for m in stored if isinstance(m, dict) and m.get("role") in ROLE_NAMES
+                and isinstance(m.get("text"), str) and m.get("mode") in MODES]
     mode = value.get("mode") if value.get("mode") in MODES else None
-    return {"mode": mode, "messages": messages}
+    damaged = len(messages) != len(stored) or value.get("mode") not in (None,) + MODES
+    return {"mode": mode, "messages": messages, "damaged": damaged}

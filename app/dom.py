@@ -46,24 +46,37 @@ def megabytes(n):
     return fixed(n / 1e6) + " MB"
 
 
+def stored_text(key):
+    """The text kept in localStorage under key, or None when absent or storage is blocked."""
+    try:
+        return window.localStorage.getItem(key)
+    except Exception:
+        return None
+
+
 def load_stored(key, default):
     """A JSON value kept in localStorage, or `default` when absent or unreadable."""
     try:
-        text = window.localStorage.getItem(key)
+        text = stored_text(key)
         return default if text is None else json.loads(text)
-    except Exception:  # storage blocked, or an edited value
+    except Exception:  # an edited value
         return default
 
 
-def store(key, value):
-    """Keep a JSON value in localStorage (None forgets it); storage may be full or blocked."""
+def store_text(key, text):
+    """Keep text in localStorage (None forgets it); storage may be full or blocked."""
     try:
-        if value is None:
+        if text is None:
             window.localStorage.removeItem(key)
         else:
-            window.localStorage.setItem(key, json.dumps(value))
+            window.localStorage.setItem(key, text)
     except Exception:
         pass
+
+
+def store(key, value):
+    """Keep a JSON value in localStorage (None forgets it)."""
+    store_text(key, None if value is None else json.dumps(value))
 
 
 def save_file(name, text, mime):

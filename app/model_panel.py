@@ -144,7 +144,10 @@ async def show_size(request, delay):
     if request != state["size_request"] or not model["repo"]:
         return
     element("model-size").textContent = "Checking the size of " + model["repo"] + "…"
-    answer = json.loads(await state["worker"].model_size(json.dumps(model)))
+    try:
+        answer = json.loads(await state["worker"].model_size(json.dumps(model)))
+    except Exception as e:  # a crash in the worker: say so rather than "Checking…" for ever
+        answer = {"error": "the model worker failed: " + str(e).split("\n")[0]}
     if request == state["size_request"]:
         element("model-size").textContent = size_text(model["repo"], answer)
 

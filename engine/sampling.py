@@ -25,6 +25,7 @@ class GenerationSettings:
             "top_k must be >= 0": self.top_k >= 0,
             "top_p must be in (0, 1]": 0 < self.top_p <= 1,
             "repetition_penalty must be > 0": self.repetition_penalty > 0,
+            "seed must be a whole number >= 0": self.seed is None or self.seed >= 0,
         }
         problems = [message for message, ok in checks.items() if not ok]
         if problems:
@@ -40,11 +41,16 @@ class GenerationSettings:
 
 
 def coerce(name: str, value):
-    if name == "stop":
-        return (value,) if isinstance(value, str) else tuple(value)
-    if name in ("seed", "max_new_tokens", "top_k"):
-        return int(value)
-    return float(value)
+    """A setting's value as its field's type; ValueError naming the setting if it is not one."""
+    try:
+        if name == "stop":
+            return (value,) if isinstance(value, str) else tuple(str(s) for s in value)
+        if name in ("seed", "max_new_tokens", "top_k"):
+            return int(value)
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        kind = "text or a list of texts" if name == "stop" else "a number"
+        raise ValueError(f"{name} must be {kind}, not {str(value)[:40]!r}") from None
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,14 @@ def test_exports():
         "model": "test/tiny", "settings": {"seed": "1"}, "messages": messages}
 
 
-def test_a_stored_conversation_is_checked():
+def test_a_stored_conversation_is_checked_and_junk_marks_it_damaged():
     good = message("user", "Hi")
-    assert conversation.restored({"mode": "chat", "messages": [good, {"role": "system", "text": "x", "mode": "chat"},
-                                                               {"role": "user", "text": 3, "mode": "chat"}, "junk"]}) \
-        == {"mode": "chat", "messages": [good]}
-    assert conversation.restored(["not", "a", "dict"]) == {"mode": None, "messages": []}
-    assert conversation.restored({"mode": "poetry"}) == {"mode": None, "messages": []}
+    restored = conversation.restored(json.dumps({"mode": "chat", "messages": [
+        good, {"role": "system", "text": "x", "mode": "chat"}, {"role": "user", "text": 3, "mode": "chat"}, "junk"]}))
+    assert restored == {"mode": "chat", "messages": [good], "damaged": True}
+    assert conversation.restored(json.dumps({"mode": "chat", "messages": [good]})) == \
+        {"mode": "chat", "messages": [good], "damaged": False}
+    assert conversation.restored(None) == {"mode": None, "messages": [], "damaged": False}  # nothing kept
+    for junk in ('["not", "a", "dict"]', '{"mode": "poetry"}', '{"messages": 5}', '{"messages": "Hi"}',
+                 '{"mode": ["chat"]}', "{", "", "[" * 100_000 + "]" * 100_000):
+        assert conversation.restored(junk) == {"mode": None, "messages": [], "damaged": True}, junk

@@ -16,8 +16,6 @@ from worker.chunk_store import (FileKey, chunk_count, chunk_lengths, chunk_span,
                                 resumable_bytes, summarize)
 
 
-READ_BLOCK = 4 * 2**20  # bytes of a cached file copied into the worker's memory at a time
-
 
 def js_key(parts) -> object:
     return to_js(list(parts))
@@ -99,29 +97,22 @@ class Cache:
         """Stored chunk `index` of a file of `size` bytes, as (JS Uint8Array, its sha256); None
         if it is missing or not as long as it must be. `reading`: get_chunk's promise for it."""
         start, stop = chunk_span(index, size)
-        found = await self.guard(lambda: reading or self.get_chunk(key, index))
+        found = await self.guard(lambda: self.get_chunk(key, index) if reading is None else reading)
         if found is None or found.data is None or found.data.byteLength != stop - start:
             return None
         return js.Uint8Array.new(found.data), found.sha256
 
-    async def chunks(self, key: FileKey, manifest: dict, repair, on_bytes) -> AsyncIterator[memoryview]:
-        """A complete file's bytes in blocks of READ_BLOCK (one view, reused for the next block:
-        a chunk is copied into the worker's memory a block at a time), each chunk checked against
-        its recorded sha256 (the next one is read meanwhile); a chunk that is missing or changed
-        is replaced by `await repair(index)` (a JS Uint8Array). on_bytes(received, size, "cache")
-        after each chunk."""
+    async def chunks(self, key: FileKey, manifest: dict, repair, on_bytes) -> AsyncIterator[tuple[int, object]]:
+        """A complete file's chunks as (offset, JS Uint8Array), each checked against its recorded
+        sha256 (the next one is read meanwhile); a chunk that is missing or changed is replaced by
+        `await repair(index)`. on_bytes(received, size, "cache") after each chunk."""
         size = manifest["size"]
-        buffer = memoryview(bytearray(min(READ_BLOCK, size)))
         reading = self.get_chunk(key, 0) if self.usable and size else None
         for index in range(chunk_count(size)):
             start, stop = chunk_span(index, size)
             found = await self.read_chunk(key, index, size, reading)
             reading = self.get_chunk(key, index + 1) if self.usable and stop < size else None
-            chunk = found[0] if found and found[1] == manifest["chunks"][index] else await repair(index)
-            for at in range(0, stop - start, READ_BLOCK):
-                n = min(READ_BLOCK, stop - start - at)
-                chunk.subarray(at, at + n).assign_to(buffer[:n])
-                yield buffer[:n]
+            yield start, found[0] if found and found[1] == manifest["chunks"][index] else await repair(index)
             on_bytes(stop, size, "cache")
 
     async def write_manifest(self, key: FileKey, manifest: dict) -> None:

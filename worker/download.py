@@ -25,6 +25,7 @@ from worker.cache import Cache
 from worker.chunk_store import CHUNK_SIZE, FileKey, chunk_count, chunk_span, complete_manifest, file_key, full_chunks, partial_manifest
 
 OnBytes = Callable[[int, int, str], None]  # (received, total, where: "cache" or the host sending them)
+READ_BLOCK = 4 * 2**20  # bytes of a JS piece of a weight file copied into the worker's memory at a time
 
 
 class Cancelled(HubError):
@@ -306,33 +307,50 @@ async def refetch_chunk(url: str, key: FileKey, remote: RemoteFile, manifest: di
 
 @dataclass
 class WeightStream:
-    """A weight file to read block by block: from the cache's chunks, a response's body, or
-    memory (a download just made). `blocks()` may be iterated once."""
+    """A weight file to read piece by piece: the cache's chunks, a response's body, or memory (a
+    download just made). `pieces()` yields (offset, a JS Uint8Array or a memoryview) and may be
+    iterated once, through blocks() or whole()."""
 
     size: int
-    blocks: Callable[[], AsyncIterator[memoryview]]
+    pieces: Callable[[], AsyncIterator[tuple[int, object]]]
     data: bytearray | None = None  # the whole file, when it is in memory anyway
 
+    async def blocks(self) -> AsyncIterator[memoryview]:
+        """The file in blocks of at most READ_BLOCK bytes of the worker's memory (a JS piece is
+        copied in a block at a time, into one reused buffer)."""
+        buffer = None
+        async for _, piece in self.pieces():
+            if isinstance(piece, memoryview):
+                yield piece
+                continue
+            buffer = buffer or memoryview(bytearray(min(READ_BLOCK, self.size)))
+            for at in range(0, piece.length, READ_BLOCK):
+                n = min(READ_BLOCK, piece.length - at)
+                piece.subarray(at, at + n).assign_to(buffer[:n])
+                yield buffer[:n]
+
     async def whole(self) -> bytearray:
-        """The whole file in memory."""
+        """The whole file in memory (each piece copied once, into place)."""
         if self.data is None:
-            self.data, at = bytearray(self.size), 0
-            async for block in self.blocks():
-                self.data[at:at + len(block)] = block
-                at += len(block)
+            self.data = bytearray(self.size)
+            async for at, piece in self.pieces():
+                if isinstance(piece, memoryview):
+                    self.data[at:at + len(piece)] = piece
+                else:
+                    piece.assign_to(memoryview(self.data)[at:at + piece.length])
         return self.data
 
 
-async def memory_blocks(data: bytearray) -> AsyncIterator[memoryview]:
-    for start in range(0, len(data), CHUNK_SIZE):
-        yield memoryview(data)[start:start + CHUNK_SIZE]
+async def memory_pieces(data: bytearray) -> AsyncIterator[tuple[int, memoryview]]:
+    for start in range(0, len(data), READ_BLOCK):
+        yield start, memoryview(data)[start:start + READ_BLOCK]
 
 
-async def body_blocks(response, size: int, on_bytes: OnBytes) -> AsyncIterator[memoryview]:
+async def body_pieces(response, size: int, on_bytes: OnBytes) -> AsyncIterator[tuple[int, object]]:
     reader, received = response.body.getReader(), 0
     while not (chunk := await reader.read()).done:
+        yield received, chunk.value
         received += chunk.value.length
-        yield chunk.value.to_memoryview()
         on_bytes(received, size, "disk")
 
 
@@ -364,31 +382,39 @@ class HubFiles:
         cache is off."""
         if (remote := self.listing.get(name)) is None:
             return None
-        url, key = self.url_key(name)
-        if (manifest := await cache.good_entry(key, remote)) is not None:
-            return WeightStream(remote.size, lambda: self.cached_blocks(key, remote, manifest, cache, on_bytes))
-        data = await download(url, key, remote, cache, on_bytes)
+        if (stream := await self.cached(remote, cache, on_bytes)) is not None:
+            return stream
+        data = await download(*self.url_key(name), remote, cache, on_bytes)
         if cache.usable:
             del data
             return await self.open_weights(name, cache, on_bytes)
-        return WeightStream(len(data), lambda: memory_blocks(data), data)
-
-    async def cached_blocks(self, key: FileKey, remote: RemoteFile, manifest: dict, cache: Cache,
-                            on_bytes: OnBytes) -> AsyncIterator[memoryview]:
-        url = self.url_key(remote.name)[0]
-        with job(key) as running:
-            async def repair(index: int):
-                running.check()
-                return await retried(refetch_chunk, url, key, remote, manifest, index, cache)
-
-            async for block in cache.chunks(key, manifest, repair, on_bytes):
-                running.check()
-                yield block
+        return WeightStream(len(data), lambda: memory_pieces(data), data)
 
     async def fetch(self, name: str, cache: Cache, on_bytes: OnBytes) -> bytearray | None:
-        """A file whole (None if the commit lacks it)."""
-        stream = await self.open_weights(name, cache, on_bytes)
-        return None if stream is None else await stream.whole()
+        """A file whole (None if the commit lacks it): the cached copy, else the download."""
+        if (remote := self.listing.get(name)) is None:
+            return None
+        if (stream := await self.cached(remote, cache, on_bytes)) is not None:
+            return await stream.whole()
+        return await download(*self.url_key(name), remote, cache, on_bytes)
+
+    async def cached(self, remote: RemoteFile, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
+        """The cache's good copy of a listed file as a stream, or None."""
+        url, key = self.url_key(remote.name)
+        if (manifest := await cache.good_entry(key, remote)) is None:
+            return None
+
+        async def pieces() -> AsyncIterator[tuple[int, object]]:
+            with job(key) as running:
+                async def repair(index: int):
+                    running.check()
+                    return await retried(refetch_chunk, url, key, remote, manifest, index, cache)
+
+                async for piece in cache.chunks(key, manifest, repair, on_bytes):
+                    running.check()
+                    yield piece
+
+        return WeightStream(remote.size, pieces)
 
 
 @dataclass
@@ -410,8 +436,8 @@ class LocalFiles:
         if (length := response.headers.get("Content-Length")) is None:
             data = bytearray((await response.arrayBuffer()).to_bytes())
             on_bytes(len(data), len(data), "disk")
-            return WeightStream(len(data), lambda: memory_blocks(data), data)
-        return WeightStream(int(length), lambda: body_blocks(response, int(length), on_bytes))
+            return WeightStream(len(data), lambda: memory_pieces(data), data)
+        return WeightStream(int(length), lambda: body_pieces(response, int(length), on_bytes))
 
     async def fetch(self, name: str, cache: Cache, on_bytes: OnBytes) -> bytearray | None:
         stream = await self.open_weights(name, cache, on_bytes)
