@@ -23,7 +23,7 @@ from engine import GPT2Config, Model, Params
 
 from .config import parse_config
 from .hub import is_safe_name
-from .safetensors import Buffer, SafetensorsStream, read_safetensors
+from .safetensors import Buffer, SafetensorsError, SafetensorsStream, read_safetensors, shown
 from .tokenizer import Tokenizer, Vocabulary, read_vocabulary, tiktoken_tokenizer
 from .torch_pickle import read_torch_checkpoint
 from .weights import Keep, ParamsBuilder, build_params
@@ -97,10 +97,13 @@ def read_tensors(have: Mapping[str, Buffer | None]) -> dict:
     """All tensors of the checkpoint: single safetensors, sharded safetensors or a .bin."""
     names = weight_files(have)
     if names == [TORCH_BIN]:
-        return read_torch_checkpoint(have[TORCH_BIN])
+        return read_torch_checkpoint(have[TORCH_BIN], TORCH_BIN)
     tensors = {}
     for name in names:
-        tensors.update(read_safetensors(have[name]))
+        shard = read_safetensors(have[name], name)
+        if repeated := sorted(shard.keys() & tensors.keys()):
+            raise SafetensorsError(f"{name}: tensor {shown(repeated[0])} is in an earlier shard too")
+        tensors.update(shard)
     return tensors
 
 
@@ -129,10 +132,10 @@ def check_vocabulary(tokenizer: Tokenizer, config: GPT2Config) -> None:
         raise ValueError(f"the tokenizer has {tokenizer.n_vocab} tokens but the model only {config.n_vocab}")
 
 
-def file_stream(builder: ParamsBuilder, size: int) -> SafetensorsStream:
-    """A reader of one safetensors file of `size` bytes that hands its tensors to the builder,
-    reading only the rows of them the builder keeps; feed it the file's blocks, then finish()."""
-    return SafetensorsStream(size, builder.add, builder.rows)
+def file_stream(builder: ParamsBuilder, size: int, name: str = SAFETENSORS) -> SafetensorsStream:
+    """A reader of the safetensors file `name` of `size` bytes that hands its tensors to the
+    builder, reading only the rows of them the builder keeps; feed it the file's blocks, then finish()."""
+    return SafetensorsStream(size, builder.add, builder.rows, file=name)
 
 
 def feed_file(builder: ParamsBuilder, blocks: Iterable[Buffer], size: int) -> None:

@@ -3,13 +3,18 @@
 Layout: an 8-byte little-endian header length N, N bytes of JSON
 {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}, then the data;
 offsets count from the end of the header.
+
+Every problem raises SafetensorsError naming the file; nothing is allocated for a tensor before
+its entry is checked against the file's size. Also here: the strict JSON reading that the other
+readers of a checkpoint's files share (json_object, shown).
 """
 from __future__ import annotations
 
 import json
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -19,12 +24,84 @@ DTYPES = {
     "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
     "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
 }
-MAX_HEADER = 100 * 1024 * 1024
+# Parsing JSON takes up to 25 times its size; the largest GPT-2 parse_config accepts (256
+# layers, with the old attn.bias buffers) has a header of 0.4 MB.
+MAX_HEADER = 1024 * 1024
+MAX_DIMS = 8  # GPT-2's tensors have at most 4
+FILE = "safetensors file"  # what errors call a file whose name the reader was not told
 Buffer = bytes | bytearray | memoryview
 
 
 class SafetensorsError(ValueError):
     """The bytes are not a valid safetensors file."""
+
+
+class RepeatedKey(Exception):
+    """A JSON object names the same key twice."""
+
+
+def json_object(raw: bytes | str, what: str, error: type[ValueError], limit: int) -> dict:
+    """The JSON object in `raw` (at most `limit` bytes), read strictly: no NaN or Infinity, and
+    no key given twice (json.loads would keep the last one silently). Any problem raises
+    `error`, its message naming `what`."""
+    if len(raw) > limit:
+        raise error(f"{what} is too large: {len(raw)} bytes, at most {limit} expected")
+    try:
+        value = json.loads(raw, object_pairs_hook=unique_keys, parse_constant=refuse_constant)
+    except RepeatedKey as e:
+        raise error(f"{what} has the key {shown(e.args[0])} twice") from None
+    except RecursionError:
+        raise error(f"{what} is nested too deeply") from None
+    except ValueError as e:
+        raise error(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise error(f"{what} is not a JSON object")
+    return value
+
+
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object's pairs as a dict; RepeatedKey if a key comes twice."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise RepeatedKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def shown(value: object) -> str:
+    """A JSON value for an error message, cut short; a nested container only by its kind (its
+    repr could be huge, or nested too deeply to make)."""
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    if any(isinstance(item, (dict, list)) for item in items):
+        return "a nested " + ("object" if isinstance(value, dict) else "array")
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_sizes(values: object) -> bool:
+    """Whether a JSON value is a list of non-negative integers (not booleans)."""
+    return type(values) is list and all(type(v) is int and v >= 0 for v in values)
+
+
+def bounding_count(shape: list[int] | tuple[int, ...]) -> int:
+    """The element count of a shape, counting its zero sizes as ones: at most the count of
+    elements there are, for the shape of an empty tensor too (which numpy could not make if
+    its other sizes were absurd)."""
+    return math.prod(max(d, 1) for d in shape)
+
+
+@contextmanager
+def naming(file: str) -> Iterator[None]:
+    """Prefix the file's name to the SafetensorsError raised inside."""
+    try:
+        yield
+    except SafetensorsError as e:
+        raise SafetensorsError(f"{file}: {e}") from None
 
 
 def read_header(buf: Buffer) -> tuple[dict, int]:
@@ -38,44 +115,46 @@ def header_length(prefix: Buffer, size: int) -> int:
     if size < 8:
         raise SafetensorsError(f"file is {size} bytes, too short for a header length")
     n = int.from_bytes(bytes(prefix[:8]), "little")
-    if n > size - 8 or n > MAX_HEADER:
+    if n > size - 8:
         raise SafetensorsError(f"header length {n} runs past the end of the file ({size} bytes)")
+    if n > MAX_HEADER:
+        raise SafetensorsError(f"header length {n} is more than a GPT-2's header needs (at most {MAX_HEADER})")
     return n
 
 
 def parse_header(raw: Buffer, data_size: int) -> dict:
     """The header's JSON without __metadata__, checked against `data_size` bytes of data."""
-    try:
-        header = json.loads(bytes(raw))
-    except ValueError as e:
-        raise SafetensorsError(f"header is not valid JSON: {e}") from None
-    if not isinstance(header, dict):
-        raise SafetensorsError("header is not a JSON object")
+    header = json_object(bytes(raw), "header", SafetensorsError, MAX_HEADER)
     header.pop("__metadata__", None)
-    check_entries(header, data_size)
-    return header
-
-
-def check_entries(header: dict, data_size: int) -> None:
     for name, entry in header.items():
-        if not isinstance(entry, dict):
-            raise SafetensorsError(f"{name}: entry is not an object")
-        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in DTYPES:
-            raise SafetensorsError(f"{name}: unknown dtype {dtype!r}")
-        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
-            raise SafetensorsError(f"{name}: bad shape {shape!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise SafetensorsError(f"{name}: bad data_offsets {offsets!r}")
-        begin, end = offsets
-        if not 0 <= begin <= end <= data_size:
-            raise SafetensorsError(f"{name}: data_offsets {offsets} out of range (data is {data_size} bytes)")
-        if end - begin != math.prod(shape) * DTYPES[dtype].itemsize:
-            raise SafetensorsError(f"{name}: {end - begin} bytes do not hold {dtype} {shape}")
+        check_entry(shown(name), entry, data_size)
     spans = data_order(header)
     for (_, end, a), (begin, _, b) in zip(spans, spans[1:]):
         if begin < end:
-            raise SafetensorsError(f"tensors {a} and {b} overlap")
+            raise SafetensorsError(f"tensors {shown(a)} and {shown(b)} overlap")
+    return header
+
+
+def check_entry(name: str, entry: object, data_size: int) -> None:
+    """A tensor's entry: a known dtype, at most MAX_DIMS sizes, and offsets that hold exactly
+    its bytes within the data."""
+    if not isinstance(entry, dict):
+        raise SafetensorsError(f"{name}: entry is {shown(entry)}, not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not (isinstance(dtype, str) and dtype in DTYPES):
+        raise SafetensorsError(f"{name}: unknown dtype {shown(dtype)}")
+    if not (is_sizes(shape) and len(shape) <= MAX_DIMS):
+        raise SafetensorsError(f"{name}: bad shape {shown(shape)}")
+    if not (type(offsets) is list and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+        raise SafetensorsError(f"{name}: bad data_offsets {shown(offsets)}")
+    begin, end = offsets
+    if not 0 <= begin <= end <= data_size:
+        raise SafetensorsError(f"{name}: data_offsets {offsets} out of range (data is {data_size} bytes)")
+    itemsize = DTYPES[dtype].itemsize
+    if end - begin != math.prod(shape) * itemsize:
+        raise SafetensorsError(f"{name}: {end - begin} bytes do not hold {dtype} {shape}")
+    if bounding_count(shape) * itemsize > data_size:
+        raise SafetensorsError(f"{name}: shape {shape} is larger than the file's {data_size} bytes of data")
 
 
 def data_order(header: dict) -> list[tuple[int, int, str]]:
@@ -83,9 +162,11 @@ def data_order(header: dict) -> list[tuple[int, int, str]]:
     return sorted((*header[name]["data_offsets"], name) for name in header)
 
 
-def read_safetensors(buf: Buffer) -> dict[str, tuple[str, np.ndarray]]:
-    """Return {name: (dtype name, array)}; arrays are read-only views into `buf`."""
-    header, start = read_header(buf)
+def read_safetensors(buf: Buffer, file: str = FILE) -> dict[str, tuple[str, np.ndarray]]:
+    """Return {name: (dtype name, array)}; arrays are read-only views into `buf`. Errors name
+    the file as `file`."""
+    with naming(file):
+        header, start = read_header(buf)
     tensors = {}
     for name, entry in header.items():
         begin, end = entry["data_offsets"]
@@ -100,13 +181,16 @@ class SafetensorsStream:
     tensor to on_tensor(name, dtype name, array) as soon as its last byte came, as a writable
     array in a buffer of its own (freed before the next tensor's is made, unless on_tensor
     keeps it). Holds only the header until it is whole, then the bytes of the one tensor being
-    read; bytes that belong to no tensor are skipped. `finish` checks that the whole file came."""
+    read; bytes that belong to no tensor are skipped. `finish` checks that the whole file came.
+    A tensor's buffer is made once its entry is checked against `size`, which is trusted to be
+    the file's (as a download's announced length is)."""
 
     def __init__(self, size: int, on_tensor: Callable[[str, str, np.ndarray], None],
-                 rows: Callable[[str], slice | None] = lambda name: None):
+                 rows: Callable[[str], slice | None] = lambda name: None, file: str = FILE):
         """rows(name): the only rows (first axis) of a tensor to read, or None for all of it;
-        the other rows' bytes are skipped, and the tensor comes out with those rows only."""
-        self.size, self.received, self.on_tensor, self.rows = size, 0, on_tensor, rows
+        the other rows' bytes are skipped, and the tensor comes out with those rows only.
+        Errors name the file as `file`."""
+        self.size, self.received, self.on_tensor, self.rows, self.file = size, 0, on_tensor, rows, file
         self.head: bytearray | None = bytearray()  # the header's bytes, until it is parsed
         self.header: dict = {}
         self.spans: deque[tuple[int, int, str]] = deque()  # the tensors still to come, in file order
@@ -117,17 +201,21 @@ class SafetensorsStream:
         """Take the next bytes of the file; hand out the tensors they complete."""
         view = memoryview(block).cast("B")
         self.received += len(view)
-        if self.received > self.size:
-            raise SafetensorsError(f"the file runs past the {self.size} bytes it was said to have")
-        if self.head is not None:
-            view = self.read_header(view)
-        if self.head is None:
-            self.read_data(view)
+        with naming(self.file):
+            if self.received > self.size:
+                raise SafetensorsError(f"the file runs past the {self.size} bytes it was said to have")
+            if self.head is not None:
+                view = self.read_header(view)
+            if self.head is None:
+                self.read_data(view)
 
     def finish(self) -> None:
         """Check that the whole file came, so that every tensor was handed out."""
-        if self.received < self.size:
-            raise SafetensorsError(f"the file ended after {self.received} of its {self.size} bytes")
+        with naming(self.file):
+            if self.received < self.size:
+                raise SafetensorsError(f"the file ended after {self.received} of its {self.size} bytes")
+            if self.head is not None:  # no block came at all, as the file has no bytes
+                header_length(self.head, self.size)
 
     def read_header(self, view: memoryview) -> memoryview:
         """Gather the header from the block, parse it once whole; return the rest of the block."""

@@ -6,13 +6,17 @@ same library's WASM build (worker/tokenizer.js), behind this same class.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .config import LIMITS
+from .safetensors import json_object, shown
+
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 END_OF_TEXT = "<|endoftext|>"
+MAX_VOCAB = LIMITS["vocab_size"]  # token ids are below it
+MAX_VOCAB_JSON = 32 * MAX_VOCAB  # bytes; GPT-2's vocab.json has 21 a token
 
 
 class TokenizerError(ValueError):
@@ -35,13 +39,30 @@ class Vocabulary:
 
 
 def read_vocabulary(vocab_json: bytes | str, merges_txt: bytes | str) -> Vocabulary:
-    """Parse and cross-check vocab.json and merges.txt."""
-    try:
-        vocab = json.loads(vocab_json)
-    except ValueError as e:
-        raise TokenizerError(f"vocab.json is not valid JSON: {e}") from None
-    if not isinstance(vocab, dict) or END_OF_TEXT not in vocab:
+    """Parse and cross-check vocab.json and merges.txt, so that tiktoken can take them."""
+    vocab = json_object(vocab_json, "vocab.json", TokenizerError, MAX_VOCAB_JSON)
+    if END_OF_TEXT not in vocab:
         raise TokenizerError(f"vocab.json has no {END_OF_TEXT} token")
+    check_ids(vocab)
+    ranks = byte_level_ranks(vocab)
+    check_merges(vocab, merges_text(merges_txt))
+    return Vocabulary(ranks, {END_OF_TEXT: vocab[END_OF_TEXT]})
+
+
+def check_ids(vocab: dict[str, object]) -> None:
+    """Token ids must be integers from 0 to MAX_VOCAB - 1, no two the same."""
+    owners: dict[int, str] = {}
+    for token, rank in vocab.items():
+        if type(rank) is not int or not 0 <= rank < MAX_VOCAB:
+            raise TokenizerError(f"vocab.json gives token {shown(token)} the id {shown(rank)}, "
+                                 f"expected an integer from 0 to {MAX_VOCAB - 1}")
+        if rank in owners:
+            raise TokenizerError(f"vocab.json gives the id {rank} to both {shown(owners[rank])} and {shown(token)}")
+        owners[rank] = token
+
+
+def byte_level_ranks(vocab: dict[str, int]) -> dict[bytes, int]:
+    """The mergeable tokens as bytes, with their ids."""
     decoder = {c: b for b, c in bytes_to_unicode().items()}
     ranks = {}
     for token, rank in vocab.items():
@@ -50,9 +71,15 @@ def read_vocabulary(vocab_json: bytes | str, merges_txt: bytes | str) -> Vocabul
         try:
             ranks[bytes(decoder[c] for c in token)] = rank
         except KeyError:
-            raise TokenizerError(f"vocab.json token {token!r} is not byte-level BPE") from None
-    check_merges(vocab, merges_txt.decode() if isinstance(merges_txt, bytes) else merges_txt)
-    return Vocabulary(ranks, {END_OF_TEXT: vocab[END_OF_TEXT]})
+            raise TokenizerError(f"vocab.json token {shown(token)} is not byte-level BPE") from None
+    return ranks
+
+
+def merges_text(merges_txt: bytes | str) -> str:
+    try:
+        return merges_txt.decode() if isinstance(merges_txt, bytes) else merges_txt
+    except UnicodeDecodeError:
+        raise TokenizerError("merges.txt is not UTF-8 text") from None
 
 
 def check_merges(vocab: dict[str, int], merges: str) -> None:
@@ -64,16 +91,25 @@ def check_merges(vocab: dict[str, int], merges: str) -> None:
         parts = line.split(" ")
         merged = "".join(parts)
         if len(parts) != 2 or merged not in vocab:
-            raise TokenizerError(f"merges.txt line {n} ({line!r}) does not make a token of vocab.json")
+            raise TokenizerError(f"merges.txt line {n} ({shown(line)}) does not make a token of vocab.json")
         if vocab[merged] <= previous:
             raise TokenizerError(f"merges.txt line {n}: token ids do not follow merge order")
         previous = vocab[merged]
+
+
+def check_spells_any_text(vocabulary: Vocabulary) -> None:
+    """Every single byte must be a token: the BPE falls back on them, and tiktoken fails (a
+    Rust panic, not an exception) on text it cannot spell with its tokens."""
+    if missing := [b for b in range(256) if bytes([b]) not in vocabulary.ranks]:
+        raise TokenizerError(f"vocab.json has no token for the byte {missing[0]:#04x} "
+                             f"({bytes_to_unicode()[missing[0]]!r}): byte-level BPE needs all 256")
 
 
 class Tokenizer:
     """encode/decode text; `encode_ordinary` is the BPE backend (tiktoken here or in WASM)."""
 
     def __init__(self, vocabulary: Vocabulary, encode_ordinary: Callable[[str], list[int]]):
+        check_spells_any_text(vocabulary)
         self.encode_ordinary = encode_ordinary
         self.specials = vocabulary.specials
         self.eot_id = vocabulary.specials[END_OF_TEXT]

@@ -24,6 +24,15 @@ def to_float32(dtype_name: str, array: np.ndarray) -> np.ndarray:
     raise WeightsError(f"weights of dtype {dtype_name} are not supported")
 
 
+def check_finite(name: str, array: np.ndarray) -> None:
+    """Refuse NaN and infinite weights. Their sum in float64 (which float32 values cannot make
+    overflow) is finite only if they all are, and takes no memory, unlike np.isfinite."""
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN: refused all the same
+        total = array.sum(dtype=np.float64)
+    if not np.isfinite(total):
+        raise WeightsError(f"tensor {name} has NaN or infinite values")
+
+
 def transposed_in_place(array: np.ndarray) -> np.ndarray:
     """The transpose of a 2-D array, written over the array's own memory (a buffer the caller
     gave away, e.g. a download), so a checkpoint's float32 weights are not copied whole."""
@@ -104,7 +113,9 @@ class ParamsBuilder:
             shape = (len(range(*rows.indices(shape[0]))), *shape[1:])
         if array.shape != shape:
             raise WeightsError(f"tensor {name} has shape {tuple(array.shape)}, expected {shape}")
-        array = engine_array(dtype_name, array, field in CONV1D)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused below
+            array = engine_array(dtype_name, array, field in CONV1D)
+        check_finite(name, array)
         self.arrays[layer][field] = self.keep(field, array) if rows is None else (array if array.size else None)
 
     def finish(self) -> Params:

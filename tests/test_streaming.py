@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-import tracemalloc
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 from safetensors.numpy import save
 
 from support import MODEL_NAMES, MODELS, fixture_model
-from test_loader import BAD_FILES, safetensors_bytes
+from test_loader import BAD_FILES, safetensors_bytes, traced_peak
 from engine import GPT2Config
 from engine.parallel import Shard, ShardSlicer
 from model_loader.safetensors import SafetensorsError, SafetensorsStream, read_safetensors
@@ -162,15 +161,6 @@ def test_a_stream_of_the_wrong_length_is_refused(raw, size, message):
         read_stream(raw, 4096, size)
 
 
-def traced_peak(work):
-    """(work(), the peak of Python's allocations while it ran)."""
-    tracemalloc.start()
-    try:
-        return work(), tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_the_stream_holds_one_tensor_and_one_block():
     tensor, block = 64 * 1024, 16 * 1024
     raw = save({f"t{i:03}": np.full(tensor // 4, i, np.float32) for i in range(64)})
@@ -240,3 +230,44 @@ def test_a_shard_reads_only_its_rows_of_the_token_embedding():
     whole = build_params(read_safetensors(raw), config)
     assert np.array_equal(parts.wte, whole.wte[ShardSlicer(config, 1, 2).vocab]) and parts.wpe is None
     assert peak < 0.75 * wte_bytes  # its half of the rows, and small tensors; never the whole
+
+
+def test_an_empty_stream_is_refused():
+    with pytest.raises(SafetensorsError, match="file is 0 bytes, too short"):
+        read_stream(b"", 4096)
+    with pytest.raises(SafetensorsError, match="file is 0 bytes, too short"):
+        SafetensorsStream(0, lambda *tensor: pytest.fail("no tensor")).finish()
+
+
+def test_a_huge_tensor_declaration_is_refused_before_its_buffer_is_made():
+    """A header that declares a 256 GiB tensor, in a file of a few bytes more: refused once the
+    header is whole, before the first byte of the tensor would make its buffer."""
+    header = json.dumps({"x": {"dtype": "F32", "shape": [2**36], "data_offsets": [0, 2**38]}}).encode()
+    raw = struct.pack("<Q", len(header)) + header + b"\0" * 16
+
+    def read():
+        with pytest.raises(SafetensorsError, match=r"'x': data_offsets \[0, 274877906944\] out of range"):
+            read_stream(raw, 4)
+    assert traced_peak(read)[1] < 64 * 1024
+
+
+def test_a_huge_header_is_refused_from_its_length_alone():
+    stream = SafetensorsStream(2**40, lambda *tensor: pytest.fail("no tensor"))
+    with pytest.raises(SafetensorsError, match="more than a GPT-2's header needs"):
+        stream.feed(struct.pack("<Q", 97 * 2**20))
+
+
+def test_stream_errors_name_the_file():
+    stream = SafetensorsStream(len(TINY) + 1, lambda *tensor: None, file="model-00002-of-00003.safetensors")
+    stream.feed(TINY)
+    with pytest.raises(SafetensorsError, match="^model-00002-of-00003.safetensors: the file ended after"):
+        stream.finish()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_streamed_weights_that_are_not_finite_are_named(value):
+    tensors = {name: array.copy() for name, (_, array) in read_safetensors(TINY).items()}
+    tensors["transformer.h.0.attn.c_proj.weight"][1, 2] = value
+    raw = save(tensors)
+    with pytest.raises(WeightsError, match="tensor h.0.attn.c_proj.weight has NaN or infinite values"):
+        stream_params(fixture_model("tiny").config, blocks_of(raw, 4096), len(raw))

@@ -13,7 +13,7 @@ from engine import GPT2Config, Model
 from engine.parallel import Shard, ShardSlicer
 from model_loader.checkpoint import (TORCH_BIN, assemble_model, check_vocabulary, file_stream, listed_weight_files,
                                      read_tokenizer_files, weight_files)
-from model_loader.config import parse_config
+from model_loader.config import param_count, parse_config, weight_bytes
 from model_loader.hub import check_repo_id
 from model_loader.tokenizer import Tokenizer
 from model_loader.weights import ParamsBuilder
@@ -60,13 +60,6 @@ class Progress:
     def speed(self, now: float) -> float:
         """Network bytes per second since the first one arrived."""
         return self.downloaded / (now - self.first_byte) if self.downloaded and now > self.first_byte else 0.0
-
-
-def weight_bytes(config: GPT2Config) -> int:
-    """Bytes of a GPT-2's float32 weights (LM head tied to the token embedding)."""
-    c, inner = config.n_embd, config.n_inner
-    per_block = 4 * c * c + 2 * c * inner + 9 * c + inner
-    return 4 * ((config.n_vocab + config.n_ctx) * c + 2 * c + config.n_layer * per_block)
 
 
 def check_fits(label: str, raw_config: bytes) -> None:
@@ -156,7 +149,7 @@ class ShardOfModel:
     @property
     def n_params(self) -> int:
         """The whole model's parameters (a GPT-2's, with the LM head tied to the embedding)."""
-        return weight_bytes(self.config) // 4
+        return param_count(self.config)
 
 
 async def read_shard(source: Source, cache: Cache, progress: Progress, label: str, options: dict,
@@ -178,8 +171,8 @@ async def read_shard(source: Source, cache: Cache, progress: Progress, label: st
         tokenizer = await wasm_tokenizer(read_tokenizer_files(have), options["tiktoken"])
         check_vocabulary(tokenizer, config)
     builder = ParamsBuilder(config, ShardSlicer(config, index, n_shards))
-    for weights in [have.pop(name) for name in names]:
-        stream = file_stream(builder, weights.size)
+    for name, weights in [(name, have.pop(name)) for name in names]:
+        stream = file_stream(builder, weights.size, name)
         async for block in weights.blocks():
             stream.feed(block)
         stream.finish()
