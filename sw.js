@@ -59,9 +59,10 @@ function appKey(request) {
   return request.mode === "navigate" ? pageKey(request.url) : request;
 }
 
-/** A response that can be kept: complete and successful (or an opaque cross-origin one). */
+/** A response that can be kept: a complete 200 whose body can be read (never an opaque answer,
+ * whose status and bytes are hidden, a redirect's, or an error's). */
 function keepable(response) {
-  return (response.ok && response.status !== 206) || response.type === "opaque";
+  return response.status === 200 && (response.type === "basic" || response.type === "cors");
 }
 
 /** Answered when neither the network nor the cache has the file: a plain 503, not a network
