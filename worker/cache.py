@@ -4,6 +4,7 @@ the cache turns itself off and says why; downloads then carry on from memory."""
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 
@@ -15,6 +16,9 @@ from pyscript.js_modules import idb
 from worker.chunk_store import (FileKey, chunk_count, chunk_lengths, chunk_span, entry_problem, matches,
                                 resumable_bytes, summarize)
 
+
+
+READ_AHEAD = 2  # cached chunks read and hashed (WebCrypto, off the worker's thread) ahead of the one in use
 
 
 def js_key(parts) -> object:
@@ -104,14 +108,15 @@ class Cache:
 
     async def chunks(self, key: FileKey, manifest: dict, repair, on_bytes) -> AsyncIterator[tuple[int, object]]:
         """A complete file's chunks as (offset, JS Uint8Array), each checked against its recorded
-        sha256 (the next one is read meanwhile); a chunk that is missing or changed is replaced by
-        `await repair(index)`. on_bytes(received, size, "cache") after each chunk."""
-        size = manifest["size"]
-        reading = self.get_chunk(key, 0) if self.usable and size else None
-        for index in range(chunk_count(size)):
+        sha256 (the next READ_AHEAD are read and hashed meanwhile); a chunk that is missing or
+        changed is replaced by `await repair(index)`. on_bytes(received, size, "cache") after each."""
+        size, count = manifest["size"], chunk_count(manifest["size"])
+        reading = deque(self.get_chunk(key, i) for i in range(min(READ_AHEAD, count)) if self.usable)
+        for index in range(count):
             start, stop = chunk_span(index, size)
-            found = await self.read_chunk(key, index, size, reading)
-            reading = self.get_chunk(key, index + 1) if self.usable and stop < size else None
+            found = await self.read_chunk(key, index, size, reading.popleft() if reading else None)
+            if self.usable and index + READ_AHEAD < count:
+                reading.append(self.get_chunk(key, index + READ_AHEAD))
             yield start, found[0] if found and found[1] == manifest["chunks"][index] else await repair(index)
             on_bytes(stop, size, "cache")
 
