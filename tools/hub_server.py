@@ -425,7 +425,8 @@ class HubServer(BackgroundServer):
         entries = []
         for path in sorted(folder.iterdir()):
             if path.is_dir():
-                entries.append({"type": "directory", "path": path.name, "oid": fake_commit(path.name, "tree"), "size": 0})
+                entries.append({"type": "directory", "path": path.name, "oid": fake_commit(path.name, "tree"),
+                                "size": 0})
                 continue
             size, digest = path.stat().st_size, self.etag(path).strip('"')
             entry = {"type": "file", "path": path.name, "size": size, "oid": digest[:40]}
@@ -649,7 +650,8 @@ class HubHandler(BaseHandler):
             return self.send_hub_error(error)
         if route == "api:revision":
             siblings = [{"rfilename": e["path"]} for e in self.hub.tree(folder) if e["type"] == "file"]
-            return self.send_json(200, {"id": repo, "sha": commit, "siblings": siblings, "private": False, "gated": False})
+            return self.send_json(200, {"id": repo, "sha": commit, "siblings": siblings, "private": False,
+                                        "gated": False})
         self.send_tree_page(repo, revision, self.hub.tree(folder))
 
     def send_tree_page(self, repo: str, revision: str, entries: list[dict[str, Any]]) -> None:
@@ -657,7 +659,8 @@ class HubHandler(BaseHandler):
         end = cursor + self.hub.page_size
         headers = {}
         if end < len(entries):
-            headers["Link"] = f'<{self.hub.url}/api/models/{repo}/tree/{quote(revision, safe="")}?cursor={end}>; rel="next"'
+            next_page = f"{self.hub.url}/api/models/{repo}/tree/{quote(revision, safe='')}?cursor={end}"
+            headers["Link"] = f'<{next_page}>; rel="next"'
         self.send_json(200, entries[cursor:end], headers)
 
     # -- resolve

@@ -22,7 +22,8 @@ from model_loader.hub import (DEFAULT_ENDPOINT, RETRY_DELAYS, HubError, Integrit
                               resumed_from, revision_url, tree_url)
 from pyscript.js_modules import idb
 from worker.cache import Cache
-from worker.chunk_store import CHUNK_SIZE, FileKey, chunk_count, chunk_span, complete_manifest, file_key, full_chunks, partial_manifest
+from worker.chunk_store import (FileKey, chunk_count, chunk_span, complete_manifest, file_key, full_chunks,
+                                partial_manifest)
 
 OnBytes = Callable[[int, int, str], None]  # (received, total, where: "cache" or the host sending them)
 READ_BLOCK = 4 * 2**20  # bytes of a JS piece of a weight file copied into the worker's memory at a time
@@ -203,7 +204,8 @@ async def attempt(url: str, partial: Partial, cache: Cache, on_bytes: OnBytes) -
     if start == 0 and asked_from:
         partial.restart()  # a 200: the whole file again
     partial.resumed = start > 0
-    await stream(response, partial, cache, lambda got: on_bytes(got, partial.remote.size, urlsplit(response.url).netloc))
+    sender = urlsplit(response.url).netloc  # after a redirect: the CDN's host
+    await stream(response, partial, cache, lambda got: on_bytes(got, partial.remote.size, sender))
 
 
 async def stream(response, partial: Partial, cache: Cache, on_bytes: Callable[[int], None]) -> None:
@@ -373,7 +375,8 @@ class HubFiles:
         return f"browser-llm download {self.endpoint} {self.repo} {self.commit}"
 
     def url_key(self, name: str) -> tuple[str, FileKey]:
-        return file_url(self.endpoint, self.repo, self.commit, name), file_key(self.endpoint, self.repo, self.commit, name)
+        where = (self.endpoint, self.repo, self.commit, name)
+        return file_url(*where), file_key(*where)
 
     async def open_weights(self, name: str, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
         """A weight file as a stream (None if the commit lacks it): the cached copy chunk by

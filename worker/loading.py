@@ -20,7 +20,7 @@ from model_loader.weights import ParamsBuilder
 from pyscript.js_modules import idb
 from worker.browser_tokenizer import wasm_tokenizer
 from worker.cache import Cache
-from worker.download import (HubFiles, LocalFiles, Source, WeightStream, cancel_jobs, fetch_checkpoint,
+from worker.download import (LocalFiles, Source, WeightStream, cancel_jobs, fetch_checkpoint,
                              hold_download_lock, hub_files, keep_partials_of)
 
 HEAP_LIMIT = 4 * 2**30  # a 32-bit WebAssembly memory
@@ -209,8 +209,9 @@ async def model_size(model: str) -> str:
     except OSError as e:
         return json.dumps({"error": str(e)})
     names = listed_weight_files(source.listing)
+    model = (source.endpoint, source.repo, source.commit)
     row = next((row for row in (await cache.models() if cache.usable else [])
-                if (row["endpoint"], row["repo"], row["revision"]) == (source.endpoint, source.repo, source.commit)), None)
+                if (row["endpoint"], row["repo"], row["revision"]) == model), None)
     cached = bool(names) and row is not None and not row["partial"] and set(names) <= set(row["files"])
     return json.dumps({"cached": cached, "bytes": sum(source.listing[name].size for name in names),
                        "host": source.host})
