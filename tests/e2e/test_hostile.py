@@ -51,3 +51,17 @@ def test_an_html_page_as_the_index_of_a_sharded_checkpoint_is_refused(open_app, 
     assert status.startswith("Could not load test/html-index") and "has no valid weight_map" in status, status
     app.page.get_by_role("textbox", name="Model", exact=True).fill("test/tiny")
     assert app.load_outcome(lambda: app.page.click("#load")).startswith("Ready")
+
+
+def test_the_page_refuses_inline_scripts(chat):
+    """The Content-Security-Policy in index.html: a <script> that found its way into the page
+    does not run (the page renders text as text, so this is the defence behind that one)."""
+    directive = chat.page.evaluate("""() => new Promise(resolve => {
+        document.addEventListener('securitypolicyviolation', e => resolve(e.effectiveDirective), {once: true});
+        const script = document.createElement('script');
+        script.textContent = 'window.__ran = true';
+        document.body.append(script);
+    })""")
+    assert directive.startswith("script-src") and chat.page.evaluate("window.__ran") is None
+    chat.page.wait_for_timeout(200)  # the refusal is also logged on the console, as it should be
+    chat.errors[:] = [e for e in chat.errors if "Content Security Policy" not in e]
