@@ -11,6 +11,8 @@
 //   network-first, the cache only when the network fails. An edit shows on the next load, and
 //   every file of one load comes from the same version of the app (stale-while-revalidate
 //   could mix an old main.py with a new worker for one load).
+// Every file of the CDN runtime is checked against the sha256 tools/runtime.lock.json pins for it
+// (published beside the app): a different file is answered with a 502, never run nor kept.
 // Never touched: other origins (the model hub: its answers are cached by the worker, in
 // IndexedDB), Hub-style "/resolve/" URLs on this origin, Range requests, anything but GET.
 //
@@ -25,6 +27,10 @@ const RUNTIME_PINS = [
   "https://cdn.jsdelivr.net/pyodide/v0.27.7/full/",
   "https://cdn.jsdelivr.net/npm/tiktoken@1.0.22/",
 ];
+// Where each pin's files sit in vendor/ and in tools/runtime.lock.json ("pyodide/pyodide.mjs"),
+// in the order of RUNTIME_PINS (app/runtime.js has the same pairs).
+const VENDOR_DIRS = ["pyscript", "micropython", "pyodide", "tiktoken"];
+const LOCK = "tools/runtime.lock.json";
 const RUNTIME_CACHE = "runtime:" + RUNTIME_PINS.map(url => url.split("/").slice(3, -1).join("/")).join(" ");
 const APP_CACHE = "app";
 const SCOPE = new URL("./", self.location.href).href;
@@ -88,12 +94,41 @@ async function runtimeFirst(event) {
   const hit = await cache.match(event.request);
   if (hit) return hit;
   try {
-    const response = await fetch(event.request);
+    const response = await verified(event.request.url, await fetch(event.request));
     if (keepable(response)) event.waitUntil(cache.put(event.request, response.clone()));
     return response;
   } catch {
     return unavailable();
   }
+}
+
+let pinnedHashes = null;
+
+/** The sha256 the lockfile pins for each file of the CDN runtime, by URL (empty if the lockfile
+ * is not published beside the app). */
+function pinned() {
+  pinnedHashes ??= fetch(SCOPE + LOCK, { cache: "no-store" })
+    .then(response => (response.ok ? response.json() : { files: {} }))
+    .catch(() => ({ files: {} }))
+    .then(lock => new Map(Object.entries(lock.files ?? {}).flatMap(([path, { sha256 }]) => {
+      const pin = VENDOR_DIRS.indexOf(path.split("/")[0]);
+      return pin < 0 ? [] : [[RUNTIME_PINS[pin] + path.slice(path.indexOf("/") + 1), sha256]];
+    })));
+  return pinnedHashes;
+}
+
+/** A CDN runtime file whose bytes are not the ones the lockfile pins is answered with a 502
+ * (and not kept): what runs is what was verified when the runtime was pinned. */
+async function verified(url, response) {
+  const expected = (await pinned()).get(url.split("?")[0]);
+  if (!expected || !response.ok) return response;
+  const bytes = await response.clone().arrayBuffer();
+  const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)),
+                            b => b.toString(16).padStart(2, "0")).join("");
+  if (digest === expected) return response;
+  return new Response(`${url} is not the pinned file (sha256 ${digest}, pinned ${expected})`, {
+    status: 502, headers: { "Content-Type": "text/plain; charset=utf-8" },
+  });
 }
 
 async function networkFirst(event) {
@@ -120,7 +155,7 @@ async function keepEarlyFiles({ page, loaded }) {
     if (which === "runtime" && await cache.match(key)) continue;
     try {
       const response = await fetch(request);
-      if (keepable(response)) await cache.put(key, response);
+      if (keepable(response) && (which === "app" || (await verified(address, response)).ok)) await cache.put(key, response);
     } catch { /* offline again already: the next visit keeps it */ }
   }
 }

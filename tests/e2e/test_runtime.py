@@ -38,7 +38,8 @@ def test_browser_tokenizer_equals_cpython_and_tiktoken(open_app, hub, full_vocab
         assert ids == gpt2_tokenizer.encode(text) == tiktoken_gpt2.encode_ordinary(text), text
 
 
-def serve_cdn_from_vendor(context) -> None:
+def serve_cdn_from_vendor(context, tampered: str | None = None) -> None:
+    """Answer the pinned CDN's URLs from vendor/ (with `tampered`, a vendor path, changed)."""
     def fulfil(route):
         url = route.request.url
         prefix = next((p for p in CDN if url.startswith(p)), None)
@@ -46,11 +47,30 @@ def serve_cdn_from_vendor(context) -> None:
         if path is None or not path.is_file():
             route.fulfill(status=404, body="not on the CDN", headers={"Access-Control-Allow-Origin": "*"})
             return
-        route.fulfill(status=200, body=path.read_bytes(), headers={
+        body = path.read_bytes() + (TAMPERING if path == ROOT / "vendor" / str(tampered) else b"")
+        route.fulfill(status=200, body=body, headers={
             "Content-Type": TYPES.get(path.suffix, "application/octet-stream"), "Access-Control-Allow-Origin": "*"})
 
     context.route("https://cdn.jsdelivr.net/**", fulfil)
     context.route("**/vendor/**", lambda route: route.fulfill(status=404, body="no vendor/ on this host"))
+
+
+TAMPERING = b"\n;globalThis.__tampered = true;\n"
+
+
+def test_a_cdn_runtime_file_that_is_not_the_pinned_one_never_runs(open_app, hub):
+    """The service worker checks each CDN runtime file against tools/runtime.lock.json."""
+    answers = []
+    app = open_app(setup=lambda context: serve_cdn_from_vendor(context, "micropython/micropython.mjs"),
+                   allowed_hosts=("127.0.0.1", "cdn.jsdelivr.net"), runtime="cdn", endpoint=hub.url)
+    app.page.on("response", lambda response: answers.append((response.url, response.status)))
+    app.page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    app.page.reload()  # every request of this load goes through the service worker
+    app.page.wait_for_timeout(5000)
+    assert ("https://cdn.jsdelivr.net/npm/@micropython/micropython-webassembly-pyscript@1.27.0/micropython.mjs", 502) \
+        in answers, answers
+    assert app.page.evaluate("globalThis.__tampered") is None and not app.status().startswith("Runtime ready")
+    app.errors.clear()  # the refused module is reported on the console, as it should be
 
 
 def test_page_runs_from_the_pinned_cdn(open_app, hub):
