@@ -1,7 +1,9 @@
 """The command line: generate from a folder and from a Hub repo id (a local hub server)."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -111,6 +113,17 @@ def test_an_html_page_instead_of_the_file_is_refused(hub, tmp_path):
     done = hub_generate(hub, tmp_path)
     assert done.returncode == 1 and "model.safetensors" in done.stderr, done.stderr
     assert not list(tmp_path.rglob("model.safetensors"))
+
+
+def test_an_index_naming_a_shard_outside_the_folder_writes_nothing_there(hub, tmp_path):
+    folder = shutil.copytree(MODELS / "sharded", tmp_path / "repo")
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    index["weight_map"] = {name: "../../../escape.safetensors" for name in index["weight_map"]}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    hub.add_repo("test/escape", folder)
+    done = hub_generate(hub, tmp_path / "cache", "test/escape")
+    assert done.returncode == 1 and "outside the model's folder" in done.stderr, done.stderr
+    assert not list(tmp_path.rglob("escape.safetensors"))
 
 
 def test_unknown_repo_is_a_clear_error(hub, tmp_path):
