@@ -536,6 +536,20 @@ def test_app_server_isolation_headers(site: Path) -> None:
     assert headers["Cross-Origin-Resource-Policy"] == "cross-origin"
 
 
+def test_app_server_as_jekyll_drops_underscored_names_unless_nojekyll(site: Path, tmp_path: Path) -> None:
+    (site / "engine").mkdir(exist_ok=True)
+    (site / "engine" / "__init__.py").write_bytes(b"")
+    with AppServer(site, jekyll=True) as server:
+        assert request(f"{server.url}/engine/__init__.py")[0] == 404
+        assert request(f"{server.url}/index.html")[0] == 200
+    (site / ".nojekyll").write_bytes(b"")
+    try:
+        with AppServer(site, jekyll=True) as server:
+            assert request(f"{server.url}/engine/__init__.py")[0] == 200
+    finally:
+        (site / ".nojekyll").unlink()
+
+
 @pytest.mark.parametrize("path", ["missing.js", ".git/config", "sub/../.git/config", "%2e%2e/etc/passwd"])
 def test_app_server_not_found(site: Path, path: str) -> None:
     with AppServer(site) as app:

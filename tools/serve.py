@@ -60,17 +60,21 @@ class AppHandler(BaseHandler):
 
 
 class AppServer(BackgroundServer):
-    """Serves the files under ``root``; a directory URL serves its ``index.html``."""
+    """Serves the files under ``root``; a directory URL serves its ``index.html``. With
+    ``jekyll=True`` it serves them as GitHub Pages' Jekyll step would: names starting with ``_``
+    are dropped unless ``root`` holds a ``.nojekyll`` file."""
 
-    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, isolated: bool = False) -> None:
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, isolated: bool = False,
+                 jekyll: bool = False) -> None:
         super().__init__(AppHandler, host, port)
         self.root = Path(root)
         self.isolated = isolated
+        self.drops_underscored = jekyll and not (self.root / ".nojekyll").is_file()
 
     def locate(self, raw_path: str) -> Path | None:
-        """The file for a request path, or None (missing, or a hidden/``..`` segment)."""
+        """The file for a request path, or None (missing, a hidden/``..`` segment, or one Jekyll drops)."""
         parts = PurePosixPath(unquote(urlsplit(raw_path).path).lstrip("/")).parts
-        if any(part.startswith(".") for part in parts):
+        if any(part.startswith(".") or (self.drops_underscored and part.startswith("_")) for part in parts):
             return None
         path = self.root.joinpath(*parts)
         if path.is_dir():

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Runs every test on a fresh machine: installs what they need (Debian's Chromium and npm, the Python
-# packages, the verified browser runtime in vendor/, axe-core), then pytest. Extra arguments go to pytest.
+# Runs every test on a fresh machine: installs what they need (Debian's Chromium and npm, and the
+# venv module where Debian ships it apart), makes a virtual environment in .venv/ with the Python
+# packages of requirements-dev.txt (a system python3 may refuse a system-wide pip install, PEP
+# 668), fills vendor/ with the verified browser runtime and fetches axe-core, then runs pytest in
+# the venv. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="chromium"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+[ -x .venv/bin/python ] || python3 -c "import ensurepip" 2>/dev/null || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq && $sudo apt-get install -y -qq $missing >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-python3 tools/vendor_runtime.py
-python3 tools/axe_core.py >/dev/null  # axe-core for tests/e2e/test_accessibility.py, verified
-exec python3 -m pytest "$@"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+python=.venv/bin/python
+$python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+$python tools/vendor_runtime.py
+$python tools/axe_core.py >/dev/null  # axe-core for tests/e2e/test_accessibility.py, verified
+exec $python -m pytest "$@"

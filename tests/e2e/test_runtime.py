@@ -9,6 +9,8 @@ import sys
 import pytest
 
 from support import CORPUS, ROOT, fixture_model
+from tests.e2e.conftest import AppPage, app_url
+from tools.serve import AppServer
 
 CDN = {  # the pinned CDN prefixes index.html uses -> the vendor/ folders that mirror them
     "https://cdn.jsdelivr.net/npm/@pyscript/core@0.6.66/dist/": "pyscript",
@@ -98,3 +100,20 @@ def test_status_walks_through_boot_and_load(open_app, hub):
     assert any(s.startswith("Starting") for s in seen)
     assert any(s.startswith("Loading") or s.startswith("Downloading") for s in seen)
     assert seen[-1].startswith("Ready: test/tiny")
+
+
+def test_the_site_works_where_github_pages_runs_jekyll(browser, hub):
+    """Published from a branch, Pages drops every name starting with "_" (engine/__init__.py
+    among them) unless the site has a .nojekyll file, which this repository has."""
+    assert (ROOT / ".nojekyll").is_file()
+    with AppServer(ROOT, jekyll=True) as server:
+        context = browser.new_context()
+        try:
+            app = AppPage(context.new_page(), app_url(server, model="test/tiny", endpoint=hub.url, temperature=0,
+                                                      max_new_tokens=12))
+            app.wait_status("Ready")
+            app.send("Hello world")
+            assert app.wait_reply_done()
+            assert app.errors == []
+        finally:
+            context.close()
