@@ -49,21 +49,21 @@ JOBS: set[Job] = set()
 
 
 @contextmanager
-def job(key: FileKey) -> Iterator[Job]:
-    running = Job(key)
-    JOBS.add(running)
+def running(job: Job) -> Iterator[Job]:
+    """The job, in JOBS (where cancel_jobs finds it) while the block runs."""
+    JOBS.add(job)
     try:
-        yield running
+        yield job
     finally:
-        JOBS.discard(running)
+        JOBS.discard(job)
 
 
 def cancel_jobs(prefix: tuple[str, ...]) -> None:
     """Stop the downloads and cache reads of every file under a key prefix (() for all), and
     forget their partial downloads; call it before deleting them from the cache."""
-    for running in JOBS:
-        if running.key[:len(prefix)] == prefix:
-            running.cancelled = True
+    for job in JOBS:
+        if job.key[:len(prefix)] == prefix:
+            job.cancelled = True
     for key in [key for key in PARTIALS if key[:len(prefix)] == prefix]:
         del PARTIALS[key]
 
@@ -266,8 +266,7 @@ async def finish(partial: Partial, cache: Cache) -> bytearray:
 async def download(url: str, key: FileKey, remote: RemoteFile, cache: Cache, on_bytes: OnBytes) -> bytearray:
     """The file, downloaded (resumed where a partial download of it stopped) and checked."""
     partial = await restore(key, remote, cache)
-    JOBS.add(partial)
-    try:
+    with running(partial):
         for delay in (0, *RETRY_DELAYS):
             await asyncio.sleep(delay)
             partial.check()
@@ -283,8 +282,6 @@ async def download(url: str, key: FileKey, remote: RemoteFile, cache: Cache, on_
                 partial.restart()
                 PARTIALS[key] = partial
                 await cache.write_manifest(key, partial_manifest(remote))
-    finally:
-        JOBS.discard(partial)
     raise HubError(f"{remote.name}: the download failed at {partial.received} of {remote.size} bytes after "
                    f"{1 + len(RETRY_DELAYS)} attempts ({failure}); press Load model to resume")
 
@@ -408,13 +405,13 @@ class HubFiles:
             return None
 
         async def pieces() -> AsyncIterator[tuple[int, object]]:
-            with job(key) as running:
+            with running(Job(key)) as job:
                 async def repair(index: int):
-                    running.check()
+                    job.check()
                     return await retried(refetch_chunk, url, key, remote, manifest, index, cache)
 
                 async for piece in cache.chunks(key, manifest, repair, on_bytes):
-                    running.check()
+                    job.check()
                     yield piece
 
         return WeightStream(remote.size, pieces)
