@@ -544,6 +544,12 @@ class HubHandler(BaseHandler):
                 self.close_connection = True  # the body ends when the connection does
         super().send_head(status, headers)
 
+    def open_record(self, repo: str | None, revision: str | None, file: str | None, host: str = "hub") -> None:
+        """Start this request's record in the hub's log (its status and bytes follow as it is served)."""
+        self.record = RequestRecord(self.command, self.path, repo, revision, file, self.headers.get("Range"),
+                                    time=time.time(), host=host)
+        self.hub.log(self.record)
+
     def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         """Send a JSON response."""
         self.send_bytes(status, json.dumps(payload).encode(), "application/json; charset=utf-8", headers)
@@ -634,8 +640,7 @@ class HubHandler(BaseHandler):
     def serve_api(self) -> None:
         """``/api/models/{repo}/revision/{rev}`` and ``/api/models/{repo}/tree/{rev}[?cursor=n]``."""
         target = parse_api_path(self.path)
-        self.record = RequestRecord(self.command, self.path, *(target or (None, None, None)), None, time=time.time())
-        self.hub.log(self.record)
+        self.open_record(*(target or (None, None, None)))
         if target is None:
             return self.send_json(404, {"error": "Not Found"})
         repo, revision, route = target
@@ -669,9 +674,7 @@ class HubHandler(BaseHandler):
         """Log this request; return its (repo, revision, file) if it is a resolve URL."""
         target = parse_resolve_path(self.path)
         repo, revision, file = target or (None, None, None)
-        self.record = RequestRecord(self.command, self.path, repo, revision, file,
-                                    self.headers.get("Range"), time=time.time())
-        self.hub.log(self.record)
+        self.open_record(repo, revision, file)
         return target
 
     def serve_hub_request(self) -> None:
@@ -722,9 +725,7 @@ class CdnHandler(HubHandler):
     def do_GET(self) -> None:
         query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
         repo, commit, file = (query.get(k) for k in ("repo", "commit", "file"))
-        self.record = RequestRecord(self.command, self.path, repo, commit, file, self.headers.get("Range"),
-                                    time=time.time(), host="cdn")
-        self.hub.log(self.record)
+        self.open_record(repo, commit, file, host="cdn")
         try:
             path, _ = self.hub.locate(repo or "", commit or "", file or "")
         except HubError:
@@ -739,8 +740,7 @@ class CdnHandler(HubHandler):
 
     def do_OPTIONS(self) -> None:
         """The CDN refuses CORS preflights (no CORS headers on the answer)."""
-        self.record = RequestRecord("OPTIONS", self.path, None, None, None, None, time=time.time(), host="cdn")
-        self.hub.log(self.record)
+        self.open_record(None, None, None, host="cdn")
         self.send_response(403)
         self.send_header("Content-Length", "0")
         self.end_headers()

@@ -292,7 +292,7 @@ async def refetch_chunk(url: str, key: FileKey, remote: RemoteFile, manifest: di
     stored again; as a JS Uint8Array."""
     start, end = chunk_span(index, remote.size)
     response = checked(await request(url, {"Range": f"bytes={start}-{end - 1}"}), remote.name)
-    data = bytes((await response.arrayBuffer()).to_bytes())
+    data = (await response.arrayBuffer()).to_bytes()
     data = data if response.status == 206 else data[start:end]
     if hashlib.sha256(data).hexdigest() != manifest["chunks"][index]:
         raise IntegrityError(f"{remote.name}: its cached copy changed and a new download of the part did not match")
