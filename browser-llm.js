@@ -9,11 +9,11 @@
 //
 // Each model runs in its own PyScript workers (Pyodide + NumPy) with the app's worker code
 // (worker/worker.py, configured by pyscript.toml): one per core of the visitor's machine by
-// default, each holding a slice of the model (app/parallel.js); the runtime is the app's vendor/ copy when
-// it is served, else the pinned CDN release (app/runtime.js). Nothing is sent anywhere: the
+// default, each holding a slice of the model (client/parallel.js); the runtime is the app's vendor/ copy when
+// it is served, else the pinned CDN release (client/runtime.js). Nothing is sent anywhere: the
 // only downloads are the runtime and the model's files.
 
-import { ParallelModel, workerCount } from "./app/parallel.js";
+import { ParallelModel, workerCount } from "./client/parallel.js";
 
 const HUB = "https://huggingface.co";
 /** Files tried in a folder given by URL (sharded checkpoints: pass a {name: URL} map). */

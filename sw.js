@@ -1,11 +1,11 @@
 // The app's service worker: after one visit, the page, its Python code, its CSS and the runtime
 // it used open with no network. (The model's weights are not kept here: the model worker keeps
-// them in IndexedDB, worker/cache.py.) Registered by app/runtime.js; its scope is this folder.
+// them in IndexedDB, worker/cache.py.) Registered by client/runtime.js; its scope is this folder.
 //
 // Two caches, two rules:
 // - the runtime (the pinned CDN URLs below, or the same pinned versions in vendor/): cache-first.
 //   A pinned version never changes, so the network is asked once. The cache's name holds the
-//   pins: bumping one (here and in app/runtime.js, tests/e2e/test_offline.py checks they agree)
+//   pins: bumping one (here and in client/runtime.js, tests/e2e/test_offline.py checks they agree)
 //   changes this file, so the browser installs the new worker, which drops the old copy.
 // - the app's own files (index.html, app/, worker/, engine/, model_loader/, pyscript.toml…):
 //   network-first, the cache only when the network fails. An edit shows on the next load, and
@@ -19,7 +19,7 @@
 // Cross-origin isolation, for static hosts that cannot send headers (GitHub Pages), as
 // PyScript's mini-coi does: what this worker serves gets COOP/COEP headers, so the page is
 // cross-origin isolated and the model's workers share memory (SharedArrayBuffer: the fast
-// multi-worker path, app/parallel.js) from the second visit on.
+// multi-worker path, client/parallel.js) from the second visit on.
 
 const RUNTIME_PINS = [
   "https://cdn.jsdelivr.net/npm/@pyscript/core@0.6.66/dist/",
@@ -28,7 +28,7 @@ const RUNTIME_PINS = [
   "https://cdn.jsdelivr.net/npm/tiktoken@1.0.22/",
 ];
 // Where each pin's files sit in vendor/ and in tools/runtime.lock.json ("pyodide/pyodide.mjs"),
-// in the order of RUNTIME_PINS (app/runtime.js has the same pairs).
+// in the order of RUNTIME_PINS (client/runtime.js has the same pairs).
 const VENDOR_DIRS = ["pyscript", "micropython", "pyodide", "tiktoken"];
 const LOCK = "tools/runtime.lock.json";
 const RUNTIME_CACHE = "runtime:" + RUNTIME_PINS.map(url => url.split("/").slice(3, -1).join("/")).join(" ");
@@ -144,7 +144,7 @@ async function networkFirst(event) {
 }
 
 /** The first visit: the page, then what it loaded before this worker took over (index.html,
- * app/runtime.js, app/style.css), sent by app/runtime.js; keep what the rules above would. */
+ * client/runtime.js, app/style.css), sent by client/runtime.js; keep what the rules above would. */
 async function keepEarlyFiles({ page, loaded }) {
   for (const address of [page, ...loaded]) {
     const request = new Request(address);

@@ -1,7 +1,7 @@
 """The page's main thread (MicroPython): boot and wiring. The model lives in the "model"
-worker, split over more workers when the machine has more cores (app/parallel.js, which
+worker, split over more workers when the machine has more cores (client/parallel.js, which
 offers the same functions); every call to them is awaited, so the page never blocks. The
-panels are modules beside this file (listed in app/main.json, which app/runtime.js gives
+panels are modules beside this file (listed in app/main.json, which client/runtime.js gives
 PyScript)."""
 import chat_panel
 import js

@@ -8,7 +8,7 @@ Hub (tools/hub_server.py), opens the page in a fresh browser context per repeat 
 page open -> "Ready" (cold, from the network), the model-load part the page reports, a second
 visit if the page then loads from its cache, prefill of a 128-token prompt, decode of 128
 greedy tokens and the largest worker heap, with the model on --workers workers (the page's
-?workers=; split over several, app/parallel.js). The page is cross-origin isolated (the workers
+?workers=; split over several, client/parallel.js). The page is cross-origin isolated (the workers
 share memory) through its service worker from the second load on (sw.js), or by the server's
 headers with --isolated; --no-service-worker keeps it out, so the page is not isolated. The
 table says whether the timed page was. Prefill and decode call the page's model from JS, as its main
@@ -45,7 +45,7 @@ READY_TIMEOUT_S = 300
 
 # Runs in the page: prefill (start + the first step, as bench_native times it) and NEW_TOKENS
 # decode steps through the page's model (`window.modelWorker`: the model worker's functions, on
-# one worker or split over several, app/parallel.js), then the largest worker heap.
+# one worker or split over several, client/parallel.js), then the largest worker heap.
 TIME_GENERATION = """
 async ([prompt, settings, steps]) => {
   const w = window.modelWorker;

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model_loader import load_model  # noqa: E402
+from browser_llm import load_model  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "bench" / "models" / "gpt2-random"
 

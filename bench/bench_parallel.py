@@ -1,5 +1,5 @@
 """Tensor-parallel benchmark: the GPT-2-small-shaped random checkpoint split over 1, 2, ...
-workers (examples/parallel/, app/parallel.js) in headless Chromium, runs interleaved.
+workers (examples/parallel/, client/parallel.js) in headless Chromium, runs interleaved.
 
     python bench/bench_parallel.py [--workers 1 2] [--shared 2] [--repeats 3] [--baseline]
 
@@ -29,7 +29,7 @@ from playwright.sync_api import sync_playwright
 
 from bench_browser import CHROMIUM, CHROMIUM_ARGS, NEW_TOKENS, PROMPT_TOKENS, REPO, TIME_GENERATION, log, prompt_of
 from bench_native import DEFAULT_MODEL, ROOT, ensure_checkpoint
-from model_loader import load_model
+from browser_llm import load_model
 from tools.hub_server import HubServer
 from tools.serve import AppServer
 

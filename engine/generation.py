@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from .gpt2 import GPT2Config, KVCache, Params, forward, lm_head
+from .parallel import Shard, run_shards
 from .sampling import GenerationSettings, choose_next
 
 
@@ -77,10 +77,10 @@ class Decoder:
     position; `next(logits)` takes the logits after them and returns the Step; then `feed` is
     the next pass, or None when generation is over."""
 
-    def __init__(self, config: GPT2Config, tokenizer: TokenizerLike, prompt: str | list[int],
+    def __init__(self, n_ctx: int, tokenizer: TokenizerLike, prompt: str | list[int],
                  settings: GenerationSettings):
         ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
-        self.config, self.tokenizer, self.settings = config, tokenizer, settings
+        self.n_ctx, self.tokenizer, self.settings = n_ctx, tokenizer, settings
         self.prompt_tokens = len(ids)
         self.history = ids or [tokenizer.eot_id]  # an empty prompt starts a new document
         self.rng = np.random.default_rng(settings.seed)
@@ -91,7 +91,7 @@ class Decoder:
         self.feed: tuple[list[int], int] | None = self.plan(list(self.history))
 
     def plan(self, ids: list[int]) -> tuple[list[int], int]:
-        ids, position, self.dropped = fit_context(self.cached, ids, self.config.n_ctx)
+        ids, position, self.dropped = fit_context(self.cached, ids, self.n_ctx)
         self.cached = self.cached[:position] + ids
         return ids, position
 
@@ -114,18 +114,12 @@ class Decoder:
         return step
 
 
-def next_logits(ids: list[int], position: int, params: Params, config: GPT2Config, cache: KVCache) -> np.ndarray:
-    """Run ids from cache position `position` (the cache keeps what comes before it); return
-    the logits (n_vocab,) after the last one."""
-    cache.length = position
-    return lm_head(forward(ids, params, config, cache, last_only=True), params)[0]
-
-
-def generate(params: Params, config: GPT2Config, tokenizer: TokenizerLike, prompt: str | list[int],
+def generate(shards: Sequence[Shard], tokenizer: TokenizerLike, prompt: str | list[int],
              settings: GenerationSettings) -> Iterator[Step]:
-    """Yield steps until max_new_tokens, a stop string or end-of-text. Close the generator
-    (or just stop iterating) to stop between any two tokens."""
-    decoder = Decoder(config, tokenizer, prompt, settings)
-    cache = KVCache(config)
+    """Yield steps until max_new_tokens, a stop string or end-of-text, from a model on one
+    shard or split over several. Close the generator (or just stop iterating) to stop between
+    any two tokens."""
+    decoder = Decoder(shards[0].config.n_ctx, tokenizer, prompt, settings)
     while decoder.feed is not None:
-        yield decoder.next(next_logits(*decoder.feed, params, config, cache))
+        ids, position = decoder.feed
+        yield decoder.next(run_shards(shards, ids, position)[-1])

@@ -2,21 +2,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 
 
+def setting(default: Any, label: str, kind: str, **form: float | str) -> Any:
+    """A GenerationSettings field that describes itself: its label (the settings form's label and
+    the command line's help), its kind ("int", "float" or "texts") and its form input's
+    attributes (min, max, step, placeholder)."""
+    return field(default=default, metadata={"label": label, "kind": kind, "form": form})
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How to generate: the one object the command line, the worker and the UI share."""
+    """How to generate: the one list of settings. The command line's options (browser_llm/cli.py)
+    and the page's settings form (app/settings_fields.py, made by tools/make_settings_fields.py)
+    are made from these fields, in this order."""
 
-    max_new_tokens: int = 64
-    temperature: float = 0.8     # 0 means greedy
-    top_k: int = 40              # 0 means no limit
-    top_p: float = 0.95          # 1 means no limit
-    repetition_penalty: float = 1.1  # 1 means none
-    stop: tuple[str, ...] = field(default_factory=tuple)
-    seed: int | None = None
+    temperature: float = setting(0.8, "Temperature (0 = greedy)", "float", min=0, max=5, step=0.05)
+    top_k: int = setting(40, "Top-k (0 = no limit)", "int", min=0, step=1)
+    top_p: float = setting(0.95, "Top-p (1 = no limit)", "float", min=0.01, max=1, step=0.01)
+    repetition_penalty: float = setting(1.1, "Repetition penalty (1 = none)", "float", min=0.01, max=5, step=0.05)
+    max_new_tokens: int = setting(64, "Max new tokens", "int", min=1, step=1)
+    seed: int | None = setting(None, "Seed (blank = random)", "int", step=1, placeholder="random")
+    stop: tuple[str, ...] = setting((), "Stop strings", "texts")
 
     def __post_init__(self) -> None:
         checks = {
@@ -36,21 +46,27 @@ class GenerationSettings:
     def from_dict(cls, values: dict) -> "GenerationSettings":
         """Build from a plain dict (JSON or URL parameters from the page: numbers may come as
         strings, stop as one string or a list); unknown keys and empty values are ignored."""
-        known = {f.name for f in fields(cls)}
-        return replace(cls(), **{k: coerce(k, v) for k, v in values.items() if k in known and v not in (None, "")})
+        kinds = {f.name: f.metadata["kind"] for f in fields(cls)}
+        given = {k: v for k, v in values.items() if k in kinds and v not in (None, "")}
+        return replace(cls(), **{k: coerce(k, kinds[k], v) for k, v in given.items()})
 
 
-def coerce(name: str, value):
-    """A setting's value as its field's type; ValueError naming the setting if it is not one."""
+def as_texts(value) -> tuple[str, ...]:
+    """One text, or a list of texts, as a tuple of texts."""
+    return (value,) if isinstance(value, str) else tuple(str(s) for s in value)
+
+
+# Each kind of setting: how a value is read as one, and what it is called in an error.
+READERS = {"int": int, "float": float, "texts": as_texts}
+KIND_NAMES = {"int": "a number", "float": "a number", "texts": "text or a list of texts"}
+
+
+def coerce(name: str, kind: str, value):
+    """A setting's value as its kind; ValueError naming the setting if it is not one."""
     try:
-        if name == "stop":
-            return (value,) if isinstance(value, str) else tuple(str(s) for s in value)
-        if name in ("seed", "max_new_tokens", "top_k"):
-            return int(value)
-        return float(value)
+        return READERS[kind](value)
     except (TypeError, ValueError, OverflowError):
-        kind = "text or a list of texts" if name == "stop" else "a number"
-        raise ValueError(f"{name} must be {kind}, not {str(value)[:40]!r}") from None
+        raise ValueError(f"{name} must be {KIND_NAMES[kind]}, not {str(value)[:40]!r}") from None
 
 
 @dataclass(frozen=True)

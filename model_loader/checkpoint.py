@@ -1,4 +1,6 @@
-"""Which files make a GPT-2 checkpoint, and how their bytes become a Model.
+"""Which files make a checkpoint (Hugging Face layout), and how their bytes become a config,
+params and a tokenizer for the engine: `architectures` maps config.json's model_type to the
+module of a model family (engine.ARCHITECTURES); the caller makes the Model.
 
 Fetching is left to the caller (a folder, an HTTP download, the browser's fetch): they ask
 `files_to_fetch` what to get next until it answers nothing, then call `assemble_model`.
@@ -7,7 +9,7 @@ A safetensors checkpoint can also be read as a stream of byte blocks (chunks of 
 of the browser's cache) straight into Params, keeping of each tensor only what `keep` keeps (a
 shard's slice, say), so memory holds the kept parts, the tensor being read and one block:
 
-    builder = ParamsBuilder(config, keep)
+    builder = ParamsBuilder(architecture, config, keep)
     stream = file_stream(builder, size)            # one stream per file of the checkpoint
     for block in blocks:                           # the browser: as each block arrives
         stream.feed(block)
@@ -18,8 +20,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-
-from engine import GPT2Config, Model, Params
+from types import ModuleType
+from typing import NamedTuple
 
 from .config import parse_config
 from .hub import is_safe_name
@@ -27,6 +29,8 @@ from .safetensors import Buffer, SafetensorsError, SafetensorsStream, read_safet
 from .tokenizer import Tokenizer, Vocabulary, read_vocabulary, tiktoken_tokenizer
 from .torch_pickle import read_torch_checkpoint
 from .weights import Keep, ParamsBuilder, build_params
+
+Architectures = Mapping[str, ModuleType]
 
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
 SAFETENSORS, INDEX, TORCH_BIN = "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"
@@ -117,17 +121,25 @@ def read_tokenizer_files(have: Mapping[str, Buffer | None]) -> Vocabulary:
     return read_vocabulary(bytes(require(have, "vocab.json")), bytes(require(have, "merges.txt")))
 
 
-def assemble_model(have: Mapping[str, Buffer | None], tokenizer: Tokenizer | None = None) -> Model:
-    """Build a Model from the fetched files (with tiktoken's Python package as the tokenizer
-    unless one is given); every problem raises a ValueError or MissingFileError that says
-    what is wrong."""
-    config = parse_config(bytes(require(have, "config.json")))
+class Checkpoint(NamedTuple):
+    """What a checkpoint's files make: engine.Model(*checkpoint)."""
+
+    config: object
+    params: object
+    tokenizer: Tokenizer
+
+
+def read_checkpoint(have: Mapping[str, Buffer | None], architectures: Architectures,
+                    tokenizer: Tokenizer | None = None) -> Checkpoint:
+    """Read the fetched files (with tiktoken's Python package as the tokenizer unless one is
+    given); every problem raises a ValueError or MissingFileError that says what is wrong."""
+    config = parse_config(bytes(require(have, "config.json")), architectures)
     tokenizer = tokenizer or tiktoken_tokenizer(read_tokenizer_files(have))
     check_vocabulary(tokenizer, config)
-    return Model(config, build_params(read_tensors(have), config), tokenizer)
+    return Checkpoint(config, build_params(architectures[config.model_type], read_tensors(have), config), tokenizer)
 
 
-def check_vocabulary(tokenizer: Tokenizer, config: GPT2Config) -> None:
+def check_vocabulary(tokenizer: Tokenizer, config) -> None:
     if tokenizer.n_vocab > config.n_vocab:
         raise ValueError(f"the tokenizer has {tokenizer.n_vocab} tokens but the model only {config.n_vocab}")
 
@@ -147,9 +159,9 @@ def feed_file(builder: ParamsBuilder, blocks: Iterable[Buffer], size: int) -> No
     stream.finish()
 
 
-def stream_params(config: GPT2Config, blocks: Iterable[Buffer], size: int, keep: Keep | None = None) -> Params:
-    """The Params of a safetensors file of `size` bytes given block by block, each tensor cut
+def stream_params(architecture: ModuleType, config, blocks: Iterable[Buffer], size: int, keep: Keep | None = None):
+    """The params of a safetensors file of `size` bytes given block by block, each tensor cut
     down by keep(field, array) as it arrives (see ParamsBuilder)."""
-    builder = ParamsBuilder(config, keep)
+    builder = ParamsBuilder(architecture, config, keep)
     feed_file(builder, blocks, size)
     return builder.finish()

@@ -1,74 +1,28 @@
-"""config.json of a Hugging Face GPT-2 repository -> GPT2Config, refusing anything else."""
+"""config.json of a Hugging Face repository -> the config of a model family the caller runs
+(its module in `architectures`, by model_type: engine.ARCHITECTURES), refusing anything else."""
 from __future__ import annotations
 
-from engine import GPT2Config
+from collections.abc import Mapping
+from types import ModuleType
 
 from .safetensors import json_object, shown
 
-GPT2_ARCHITECTURES = {"GPT2LMHeadModel", "GPT2Model"}
-GPT2_ACTIVATIONS = {"gelu_new", "gelu_pytorch_tanh"}  # both are GPT-2's tanh approximation
 MAX_CONFIG = 1024 * 1024  # bytes; a GPT-2's config.json has about one thousand
-# Generous bounds on the sizes the engine is meant to run (GPT-2 XL: vocabulary 50257, 1024
-# positions, n_embd 1600, 25 heads, 48 layers, n_inner 6400), checked before anything is made
-# for a model: a config beyond them is refused, whatever memory the device has.
-LIMITS = {"vocab_size": 1_000_000, "n_positions": 65_536, "n_embd": 8192, "n_head": 8192, "n_layer": 256,
-          "n_inner": 4 * 8192}
 
 
 class ConfigError(ValueError):
-    """config.json does not describe a GPT-2 this engine can run."""
+    """config.json does not describe a model the engine can run."""
 
 
-def parse_config(raw: bytes | str) -> GPT2Config:
-    """Read and check config.json; the error names everything that is wrong."""
-    cfg = json_object(raw, "config.json", ConfigError, MAX_CONFIG)
-    model_type, architectures = cfg.get("model_type"), cfg.get("architectures") or []
-    if not (isinstance(architectures, list) and all(isinstance(name, str) for name in architectures)):
-        raise ConfigError(f"config.json: architectures is {shown(architectures)}, expected a list of names")
-    if model_type != "gpt2" or (architectures and not set(architectures) & GPT2_ARCHITECTURES):
-        raise ConfigError(f"config.json: not a GPT-2 model: model_type={shown(model_type)}, "
-                          f"architectures={shown(sorted(set(architectures)))}")
-    sizes = {key: cfg.get(key) for key in ("vocab_size", "n_positions", "n_embd", "n_head", "n_layer")}
-    problems = [problem for key, value in sizes.items() if (problem := size_problem(key, value))]
-    n_inner = cfg.get("n_inner")
-    if n_inner is not None and (problem := size_problem("n_inner", n_inner)):
-        problems.append(problem + " or null")
-    if not problems and sizes["n_embd"] % sizes["n_head"]:
-        problems.append(f"n_embd={sizes['n_embd']} is not divisible by n_head={sizes['n_head']}")
-    eps = cfg.get("layer_norm_epsilon", 1e-5)
-    if not (type(eps) is float and 0 < eps < 1):
-        problems.append(f"layer_norm_epsilon is {shown(eps)}, expected a number between 0 and 1")
-    activation = cfg.get("activation_function", "gelu_new")
-    if not (isinstance(activation, str) and activation in GPT2_ACTIVATIONS):
-        problems.append(f"activation_function {shown(activation)} is not supported (expected gelu_new)")
-    for flag in ("scale_attn_by_inverse_layer_idx", "add_cross_attention"):
-        if cfg.get(flag):
-            problems.append(f"{flag}=true is not supported")
-    if cfg.get("scale_attn_weights", True) is not True:
-        problems.append("scale_attn_weights=false is not supported")
-    if problems:
-        raise ConfigError("config.json: " + "; ".join(problems))
-    return GPT2Config(
-        n_vocab=sizes["vocab_size"], n_ctx=sizes["n_positions"], n_embd=sizes["n_embd"],
-        n_head=sizes["n_head"], n_layer=sizes["n_layer"], n_inner=n_inner or 4 * sizes["n_embd"], eps=eps,
-    )
-
-
-def size_problem(key: str, value: object) -> str | None:
-    """What is wrong with one of config.json's sizes, if anything: each is an integer (not a
-    boolean, not a float) from 1 to its limit."""
-    if type(value) is not int or not 1 <= value <= LIMITS[key]:
-        return f"{key} is {shown(value)}, expected an integer from 1 to {LIMITS[key]}"
-    return None
-
-
-def param_count(config: GPT2Config) -> int:
-    """Parameters of a GPT-2 of this config, its LM head tied to the token embedding."""
-    c, inner = config.n_embd, config.n_inner
-    per_block = 4 * c * c + 2 * c * inner + 9 * c + inner
-    return (config.n_vocab + config.n_ctx) * c + 2 * c + config.n_layer * per_block
-
-
-def weight_bytes(config: GPT2Config) -> int:
-    """Bytes of a GPT-2's float32 weights (LM head tied to the token embedding)."""
-    return 4 * param_count(config)
+def parse_config(raw: bytes | str, architectures: Mapping[str, ModuleType]):
+    """Read and check config.json (the family's read_config checks its fields); the error
+    names everything that is wrong."""
+    fields = json_object(raw, "config.json", ConfigError, MAX_CONFIG)
+    model_type = fields.get("model_type")
+    if not isinstance(model_type, str) or model_type not in architectures:
+        raise ConfigError(f"config.json: model_type={shown(model_type)} is not a model this engine runs "
+                          f"({', '.join(architectures)})")
+    try:
+        return architectures[model_type].read_config(fields)
+    except ValueError as e:
+        raise ConfigError(f"config.json: {e}") from None

@@ -10,12 +10,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import LIMITS
 from .safetensors import json_object, shown
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 END_OF_TEXT = "<|endoftext|>"
-MAX_VOCAB = LIMITS["vocab_size"]  # token ids are below it
+MAX_VOCAB = 1_000_000  # token ids are below it (GPT-2 has 50257 tokens)
 MAX_VOCAB_JSON = 32 * MAX_VOCAB  # bytes; GPT-2's vocab.json has 21 a token
 
 

@@ -1,14 +1,11 @@
-"""Checkpoint tensors (Hugging Face names, any file format) -> the engine's float32 Params."""
+"""Checkpoint tensors (Hugging Face names, any file format) -> a model family's float32 params,
+by the tensor table of its module (engine/gpt2: tensors, make_params)."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from types import ModuleType
+from typing import Protocol
 
 import numpy as np
-
-from engine import GPT2Config, Params
-from engine.gpt2 import Block
-
-IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of old checkpoints
 
 
 class WeightsError(ValueError):
@@ -51,91 +48,67 @@ def engine_array(dtype_name: str, array: np.ndarray, transpose: bool) -> np.ndar
     return np.ascontiguousarray(to_float32(dtype_name, array.T if transpose else array))
 
 
-BLOCK_TENSORS = {  # Hugging Face name within block i (h.{i}.) -> Block field
-    "ln_1.weight": "ln_1_g", "ln_1.bias": "ln_1_b", "attn.c_attn.weight": "w_qkv", "attn.c_attn.bias": "b_qkv",
-    "attn.c_proj.weight": "w_attn_proj", "attn.c_proj.bias": "b_attn_proj", "ln_2.weight": "ln_2_g",
-    "ln_2.bias": "ln_2_b", "mlp.c_fc.weight": "w_fc", "mlp.c_fc.bias": "b_fc", "mlp.c_proj.weight": "w_mlp_proj",
-    "mlp.c_proj.bias": "b_mlp_proj",
-}
-TOP_TENSORS = {"wte.weight": "wte", "wpe.weight": "wpe", "ln_f.weight": "ln_f_g", "ln_f.bias": "ln_f_b",
-               "lm_head.weight": "lm_head"}
-CONV1D = {"w_qkv", "w_attn_proj", "w_fc", "w_mlp_proj"}  # stored (in, out); the engine wants (out, in)
-OPTIONAL = {"lm_head.weight"}  # absent: tied to wte
-Keep = Callable[[str, np.ndarray], np.ndarray | None]
+class Keep(Protocol):
+    """What a reader keeps of each tensor (an architecture's ShardSlicer keeps a shard's parts)."""
 
+    def __call__(self, field: str, array: np.ndarray) -> np.ndarray | None: ...
 
-def stored_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:
-    """The shape of each field's tensor in a checkpoint."""
-    c, inner, vocab = config.n_embd, config.n_inner, config.n_vocab
-    return {"ln_1_g": (c,), "ln_1_b": (c,), "w_qkv": (c, 3 * c), "b_qkv": (3 * c,), "w_attn_proj": (c, c),
-            "b_attn_proj": (c,), "ln_2_g": (c,), "ln_2_b": (c,), "w_fc": (c, inner), "b_fc": (inner,),
-            "w_mlp_proj": (inner, c), "b_mlp_proj": (c,), "wte": (vocab, c), "wpe": (config.n_ctx, c),
-            "ln_f_g": (c,), "ln_f_b": (c,), "lm_head": (vocab, c)}
-
-
-def tensor_table(config: GPT2Config) -> dict[str, tuple[str, int | None]]:
-    """Every tensor of the checkpoint (names without "transformer.") -> (field, layer or None)."""
-    table = {f"h.{i}.{name}": (field, i) for i in range(config.n_layer) for name, field in BLOCK_TENSORS.items()}
-    return table | {name: (field, None) for name, field in TOP_TENSORS.items()}
+    def rows(self, field: str) -> slice | None: ...
 
 
 class ParamsBuilder:
-    """Builds Params from checkpoint tensors handed over one at a time, in any order. Each is
-    checked, made float32 in the engine's layout, then passed to keep(field, array), which
-    returns what to keep of it (a shard's slice, say; None: nothing), so the whole tensor can
-    be freed at once."""
+    """Builds params from checkpoint tensors handed over one at a time, in any order. Each is
+    checked against the family's table, made float32 in the engine's layout, then passed to
+    keep(field, array), which returns what to keep of it (a shard's slice, say; None: nothing),
+    so the whole tensor can be freed at once."""
 
-    def __init__(self, config: GPT2Config, keep: Keep | None = None):
-        self.config, self.keep = config, keep or (lambda field, array: array)
-        self.table, self.shapes = tensor_table(config), stored_shapes(config)
+    def __init__(self, architecture: ModuleType, config, keep: Keep | None = None):
+        self.architecture, self.config, self.keep = architecture, config, keep
+        self.table = architecture.tensors(config)
         self.arrays: dict[int | None, dict[str, np.ndarray | None]] = {i: {} for i in [None, *range(config.n_layer)]}
 
     def rows(self, name: str) -> slice | None:
-        """The rows of a tensor that keep wants, when it only wants some rows of it (keep.rows):
-        a reader may then read only those and hand them to `add` (SafetensorsStream's rows)."""
-        rows, entry = getattr(self.keep, "rows", None), self.table.get(name.removeprefix("transformer."))
-        return rows(entry[0]) if rows and entry else None
+        """The rows of a tensor that keep wants, when it only wants some rows of it: a reader
+        may then read only those and hand them to `add` (SafetensorsStream's rows)."""
+        entry = self.table.get(name.removeprefix(self.architecture.PREFIX))
+        return self.keep.rows(entry.field) if self.keep and entry else None
 
     def add(self, name: str, dtype_name: str, array: np.ndarray) -> None:
         """Take one tensor of the checkpoint (only self.rows(name) of it, when that is not None);
         the caller may free it when this returns."""
         rows = self.rows(name)
-        name = name.removeprefix("transformer.")
-        if name.endswith(IGNORED_SUFFIXES):
+        name = name.removeprefix(self.architecture.PREFIX)
+        if name.endswith(self.architecture.IGNORED_SUFFIXES):
             return
         if name not in self.table:
-            raise WeightsError(f"unexpected tensor {name} (not a GPT-2 of this config?)")
-        field, layer = self.table[name]
+            raise WeightsError(f"unexpected tensor {name} (not a {self.config.model_type} of this config?)")
+        field, layer, shape, transposed, _ = self.table[name]
         if field in self.arrays[layer]:
             raise WeightsError(f"tensor {name} appears twice")
-        shape = self.shapes[field]
         if rows is not None:
             shape = (len(range(*rows.indices(shape[0]))), *shape[1:])
         if array.shape != shape:
             raise WeightsError(f"tensor {name} has shape {tuple(array.shape)}, expected {shape}")
         with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused below
-            array = engine_array(dtype_name, array, field in CONV1D)
+            array = engine_array(dtype_name, array, transposed)
         check_finite(name, array)
-        self.arrays[layer][field] = self.keep(field, array) if rows is None else (array if array.size else None)
+        if rows is not None:
+            self.arrays[layer][field] = array if array.size else None
+        else:
+            self.arrays[layer][field] = self.keep(field, array) if self.keep else array
 
-    def finish(self) -> Params:
-        """The Params, once every tensor came."""
-        for name, (field, layer) in self.table.items():
-            if field not in self.arrays[layer] and name not in OPTIONAL:
+    def finish(self):
+        """The params, once every tensor came."""
+        for name, tensor in self.table.items():
+            if tensor.field not in self.arrays[tensor.layer] and not tensor.optional:
                 raise WeightsError(f"tensor {name} is missing")
-        top, blocks = self.arrays[None], [Block(**self.arrays[i]) for i in range(self.config.n_layer)]
-        return Params(wte=top["wte"], wpe=top["wpe"], blocks=blocks, ln_f_g=top["ln_f_g"], ln_f_b=top["ln_f_b"],
-                      lm_head=tied_or_own(top.get("lm_head"), top["wte"]))
+        blocks = [self.arrays[i] for i in range(self.config.n_layer)]
+        return self.architecture.make_params(self.config, blocks, self.arrays[None], self.keep)
 
 
-def build_params(tensors: dict[str, tuple[str, np.ndarray]], config: GPT2Config) -> Params:
+def build_params(architecture: ModuleType, tensors: dict[str, tuple[str, np.ndarray]], config):
     """Check every tensor against the config and lay the weights out for the engine."""
-    builder = ParamsBuilder(config)
+    builder = ParamsBuilder(architecture, config)
     for name, (dtype_name, array) in tensors.items():
         builder.add(name, dtype_name, array)
     return builder.finish()
-
-
-def tied_or_own(lm_head: np.ndarray | None, wte: np.ndarray) -> np.ndarray:
-    """GPT-2 ties the LM head to the token embedding: one array when it has none or they are equal."""
-    return wte if lm_head is None or np.array_equal(lm_head, wte) else lm_head

@@ -24,7 +24,7 @@ GPT2_JSON = ROOT / "vendor" / "tiktoken" / "encoders" / "gpt2.json"
 
 @functools.cache
 def fixture_model(name: str):
-    from model_loader import load_model
+    from browser_llm import load_model
     return load_model(MODELS / name)
 
 

@@ -1,4 +1,5 @@
-"""The command line: generate from a folder and from a Hub repo id (a local hub server)."""
+"""The command line: its options are GenerationSettings' fields; generate from a folder and
+from a Hub repo id (a local hub server)."""
 from __future__ import annotations
 
 import json
@@ -6,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import fields
 
 import pytest
 
+from engine import GenerationSettings
 from support import MODELS, ROOT, gpt2_layout_repo
 from tools.hub_server import HubServer
 
@@ -17,7 +20,7 @@ GREEDY = ["--temperature", "0", "--repetition-penalty", "1", "--max-new-tokens",
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "browser_llm", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=120)
 
 
@@ -31,6 +34,28 @@ def test_generate_from_a_folder_streams_the_engines_text(tiny):
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip("\n") == expected_text(tiny, "Once upon")
     assert "tok/s" in done.stderr and "prompt" in done.stderr
+
+
+def test_help_lists_every_generation_setting_with_its_label_and_default():
+    done = run_cli("generate", "--help")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())  # as argparse wraps it
+    for setting in fields(GenerationSettings):
+        option = "--" + setting.name.replace("_", "-")
+        default = "" if setting.default in (None, ()) else f", default {setting.default}"
+        assert f"{option} " in text and setting.metadata["label"] + default in text, option
+
+
+def test_every_setting_option_reaches_the_engine(tiny):
+    settings = dict(temperature=0.9, top_k=50, top_p=0.9, repetition_penalty=1.2, max_new_tokens=30, seed=11)
+    full = "".join(s.text for s in tiny.generate("Once upon", **settings))
+    stops = (full[len(full) // 2:][:4], "not in the text")
+    options = [f"--{name.replace('_', '-')}={value}" for name, value in settings.items()]
+    done = run_cli("generate", "--model", str(MODELS / "tiny"), "--prompt", "Once upon", *options,
+                   *(f"--stop={stop}" for stop in stops))
+    assert done.returncode == 0, done.stderr
+    expected = "".join(s.text for s in tiny.generate("Once upon", **settings, stop=stops))
+    assert len(expected) < len(full) and done.stdout.rstrip("\n") == "Once upon" + expected
 
 
 @pytest.fixture(scope="module", params=["direct", "real"])
@@ -134,7 +159,7 @@ def test_unknown_repo_is_a_clear_error(hub, tmp_path):
 
 
 def test_chat_answers_each_turn(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "app", "chat", "--model", str(MODELS / "tiny"), *GREEDY],
+    done = subprocess.run([sys.executable, "-m", "browser_llm", "chat", "--model", str(MODELS / "tiny"), *GREEDY],
                           input="Hello there\nAnd again\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("gpt2> ") == 2

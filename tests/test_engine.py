@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from support import MODEL_NAMES, fixture_model, reference
-from engine.generation import fit_context, next_logits
-from engine.gpt2 import KVCache
+from engine import Shard
+from engine.generation import fit_context
+from engine.parallel import run_shards
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -32,12 +33,12 @@ def test_cached_decoding_equals_full_forward(name):
     model = fixture_model(name)
     ids = reference(name)["ids"].tolist()
     full = model.logits(ids)
-    cache = KVCache(model.config)
+    shard = Shard(model.config, model.params)
     prompt = 5  # a batched prefill, then one token at a time
-    logits = next_logits(ids[:prompt], 0, model.params, model.config, cache)
+    logits = run_shards([shard], ids[:prompt], 0)[-1]
     np.testing.assert_allclose(logits, full[prompt - 1], rtol=0, atol=1e-5 * np.abs(full).max())
     for i in range(prompt, len(ids)):
-        logits = next_logits([ids[i]], i, model.params, model.config, cache)
+        logits = run_shards([shard], [ids[i]], i)[-1]
         np.testing.assert_allclose(logits, full[i], rtol=0, atol=1e-5 * np.abs(full).max())
 
 

@@ -15,7 +15,8 @@ import zipfile
 import pytest
 
 from support import MODELS, fixture_model
-from model_loader.checkpoint import MissingFileError, assemble_model
+from engine import ARCHITECTURES, gpt2
+from model_loader.checkpoint import MissingFileError, read_checkpoint
 from model_loader.config import ConfigError, parse_config
 from model_loader.safetensors import SafetensorsError, SafetensorsStream, read_safetensors
 from model_loader.tokenizer import TokenizerError, read_vocabulary, tiktoken_tokenizer
@@ -179,7 +180,7 @@ def check_safetensors(rng: random.Random, raw: bytes) -> None:
             for name, (dtype, array) in whole.items():
                 assert streamed[name][0] == dtype and streamed[name][1].shape == array.shape
                 assert streamed[name][1].tobytes() == array.tobytes(), name
-            outcome(lambda: build_params(whole, TINY_CONFIG), WeightsError)
+            outcome(lambda: build_params(gpt2, whole, TINY_CONFIG), WeightsError)
 
     bounded(read, len(raw))
 
@@ -218,7 +219,7 @@ INDEX_WILD = [*WILD, "config.json", "vocab.json", "model-00001-of-00003.safetens
 def index_edit(rng: random.Random) -> None:
     raw = mutate_json(rng, tree(json.loads(SHARDED[INDEX])), INDEX_WILD).encode()
     have = {**SHARDED, INDEX: raw}
-    bounded(lambda: outcome(lambda: assemble_model(have, SHARDED_TOKENIZER), MissingFileError, WeightsError,
+    bounded(lambda: outcome(lambda: read_checkpoint(have, ARCHITECTURES, SHARDED_TOKENIZER), MissingFileError, WeightsError,
                             SafetensorsError), sum(map(len, have.values())))
 
 
@@ -236,9 +237,9 @@ TINY_TENSORS = read_safetensors(TINY)
 def config_edit(rng: random.Random) -> None:
     raw = (mutate_json(rng, tree(json.loads(CONFIG)), CONFIG_WILD).encode() if rng.random() < 0.8
            else mutate_bytes(rng, CONFIG))
-    config = bounded(lambda: outcome(lambda: parse_config(raw), ConfigError), len(raw))
+    config = bounded(lambda: outcome(lambda: parse_config(raw, ARCHITECTURES), ConfigError), len(raw))
     if config is not None:
-        outcome(lambda: build_params(TINY_TENSORS, config), WeightsError)
+        outcome(lambda: build_params(gpt2, TINY_TENSORS, config), WeightsError)
 
 
 def test_config_edits():
@@ -306,7 +307,7 @@ def bin_edit(rng: random.Random) -> None:
     def read():
         tensors = outcome(lambda: read_torch_checkpoint(raw), CheckpointError)
         if tensors is not None:
-            outcome(lambda: build_params(tensors, BIN_CONFIG), WeightsError)
+            outcome(lambda: build_params(gpt2, tensors, BIN_CONFIG), WeightsError)
 
     bounded(read, len(raw))
 

@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 
 from support import MODELS, reference
-from model_loader import MissingFileError, load_model
-from model_loader.config import LIMITS, MAX_CONFIG, ConfigError, param_count, parse_config, weight_bytes
+from browser_llm import load_model
+from engine import ARCHITECTURES, gpt2
+from engine.gpt2 import LIMITS, param_count, weight_bytes
+from model_loader import MissingFileError
+from model_loader.config import MAX_CONFIG, ConfigError, parse_config
 from model_loader.safetensors import SafetensorsError, read_safetensors
 from model_loader.tokenizer import TokenizerError, bytes_to_unicode, read_vocabulary, tiktoken_tokenizer
 from model_loader.torch_pickle import MAX_PICKLE, CheckpointError, read_torch_checkpoint
@@ -135,7 +138,9 @@ GOOD_CONFIG = json.loads((TINY / "config.json").read_text())
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}, "not a GPT-2"),
+    ({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}, "model_type='llama' is not a model this engine runs"),
+    ({"architectures": ["LlamaForCausalLM"]}, "not a GPT-2 model"),
+    ({"model_type": None}, "model_type=None is not"),
     ({"n_head": None}, "n_head is None"),
     ({"n_head": 5}, "not divisible"),
     ({"activation_function": "relu"}, "relu"),
@@ -143,7 +148,7 @@ GOOD_CONFIG = json.loads((TINY / "config.json").read_text())
 ])
 def test_configs_that_are_not_gpt2_are_refused(change, message):
     with pytest.raises(ConfigError, match=message):
-        parse_config(json.dumps({**GOOD_CONFIG, **change}))
+        parse_config(json.dumps({**GOOD_CONFIG, **change}), ARCHITECTURES)
 
 
 def test_config_that_does_not_fit_the_tensors_is_refused(tmp_path):
@@ -267,7 +272,7 @@ def test_weights_that_are_not_finite_are_named(tmp_path, value):
 
 def test_float64_weights_beyond_float32_are_refused():
     from model_loader.weights import ParamsBuilder
-    builder = ParamsBuilder(parse_config(json.dumps(GOOD_CONFIG)))
+    builder = ParamsBuilder(gpt2, parse_config(json.dumps(GOOD_CONFIG), ARCHITECTURES))
     with pytest.raises(WeightsError, match="ln_f.bias has NaN or infinite"):
         builder.add("ln_f.bias", "F64", np.full(64, 1e300))
 
@@ -290,13 +295,13 @@ def test_float64_weights_beyond_float32_are_refused():
     ({"layer_norm_epsilon": "1e-5"}, "layer_norm_epsilon is '1e-5'"),
     ({"layer_norm_epsilon": -1.0}, "layer_norm_epsilon is -1.0"),
     ({"activation_function": ["gelu_new"]}, r"activation_function \['gelu_new'\] is not supported"),
-    ({"activation_function": {"a": [1]}}, "activation_function a nested object is not supported"),
-    ({"architectures": 5}, "architectures is 5, expected a list of names"),
-    ({"architectures": [["GPT2LMHeadModel"]]}, "architectures is a nested array"),
+    ({"activation_function": {"a": [1]}}, "activation_function a nested container is not supported"),
+    ({"architectures": 5}, "architectures must be a list of names"),
+    ({"architectures": [["GPT2LMHeadModel"]]}, "architectures must be a list of names"),
 ])
 def test_absurd_configs_are_refused(change, message):
     with pytest.raises(ConfigError, match=message):
-        parse_config(json.dumps({**GOOD_CONFIG, **change}))
+        parse_config(json.dumps({**GOOD_CONFIG, **change}), ARCHITECTURES)
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -308,7 +313,7 @@ def test_absurd_configs_are_refused(change, message):
 ])
 def test_config_json_that_is_not_plain_json_is_refused(raw, message):
     with pytest.raises(ConfigError, match=f"config.json.*{message}"):
-        parse_config(raw)
+        parse_config(raw, ARCHITECTURES)
 
 
 def test_a_config_beyond_the_limits_fails_before_anything_is_made(tmp_path):
@@ -318,12 +323,12 @@ def test_a_config_beyond_the_limits_fails_before_anything_is_made(tmp_path):
 
 
 def test_the_largest_config_is_accepted_and_its_size_known():
-    largest = parse_config(json.dumps({**GOOD_CONFIG, **LIMITS}))
+    largest = parse_config(json.dumps({**GOOD_CONFIG, **LIMITS}), ARCHITECTURES)
     assert largest.n_layer == 256 and largest.n_inner == 32768
-    gpt2 = parse_config(json.dumps({**GOOD_CONFIG, "vocab_size": 50257, "n_positions": 1024, "n_embd": 768,
-                                    "n_head": 12, "n_layer": 12}))
-    assert param_count(gpt2) == 124_439_808  # GPT-2 small, as transformers counts it
-    assert weight_bytes(gpt2) == 4 * param_count(gpt2)
+    small = parse_config(json.dumps({**GOOD_CONFIG, "vocab_size": 50257, "n_positions": 1024, "n_embd": 768,
+                                    "n_head": 12, "n_layer": 12}), ARCHITECTURES)
+    assert param_count(small) == 124_439_808  # GPT-2 small, as transformers counts it
+    assert weight_bytes(small) == 4 * param_count(small)
 
 
 VOCAB = json.loads((TINY / "vocab.json").read_text())

@@ -11,7 +11,7 @@ from support import ROOT
 def test_worker_config_lists_every_python_file_it_needs():
     config = tomllib.loads((ROOT / "pyscript.toml").read_text())
     listed = {source for source in config["files"] if not source.startswith("{")}
-    needed = {str(p.relative_to(ROOT)) for d in ("engine", "model_loader", "worker") for p in (ROOT / d).glob("*.py")}
+    needed = {str(p.relative_to(ROOT)) for d in ("engine", "model_loader", "worker") for p in (ROOT / d).rglob("*.py")}
     assert listed == needed
     assert all(config["files"][source] == source for source in listed)
     assert config["packages"] == ["numpy"]
@@ -36,4 +36,4 @@ def test_main_thread_config_lists_every_module_main_py_imports():
     needed = imported_app_modules("main", set())
     assert {"dom", "conversation", "settings_panel", "model_panel", "chat_panel"} <= needed
     assert files == {f"app/{module}.py": f"./{module}.py" for module in needed}
-    assert "main.json" in (ROOT / "app" / "runtime.js").read_text()  # the config the page gives MicroPython
+    assert "main.json" in (ROOT / "client" / "runtime.js").read_text()  # the config the page gives MicroPython

@@ -1,11 +1,16 @@
-"""Sampling: reproducible with a seed, never outside top-k/top-p, repetition penalty works."""
+"""Sampling: reproducible with a seed, never outside top-k/top-p, repetition penalty works; the
+settings read from the page, and described for the page's form and the command line."""
 from __future__ import annotations
+
+import re
+from dataclasses import fields
 
 import numpy as np
 import pytest
 
 from engine import GenerationSettings
-from engine.sampling import apply_repetition_penalty, choose_next
+from engine.sampling import READERS, apply_repetition_penalty, choose_next
+from tools.make_settings_fields import TARGET, render
 
 LOGITS = np.array([3.0, 2.5, 2.0, 1.0, 0.5, 0.0, -1.0, -2.0], dtype=np.float32)
 PROBS = np.exp(LOGITS - LOGITS.max()) / np.exp(LOGITS - LOGITS.max()).sum()
@@ -65,3 +70,32 @@ def test_reported_probabilities_are_the_models(tiny):
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError):
         GenerationSettings(**bad)
+
+
+def test_settings_from_the_page_are_read_by_their_kind():
+    page = {"temperature": "0.5", "top_k": "7", "seed": "3", "stop": "END", "max_new_tokens": "", "other": 1}
+    assert GenerationSettings.from_dict(page) == GenerationSettings(temperature=0.5, top_k=7, seed=3, stop=("END",))
+    assert GenerationSettings.from_dict({"stop": ["a", "", "b"]}).stop == ("a", "b")
+
+
+@pytest.mark.parametrize("name, value, message", [("top_k", "many", "top_k must be a number, not 'many'"),
+                                                  ("temperature", [], "temperature must be a number, not '[]'"),
+                                                  ("stop", 5, "stop must be text or a list of texts, not '5'")])
+def test_a_value_of_the_wrong_kind_is_refused_by_name(name, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        GenerationSettings.from_dict({name: value})
+
+
+@pytest.mark.parametrize("setting", fields(GenerationSettings), ids=lambda setting: setting.name)
+def test_every_setting_describes_itself_and_its_form_limits_are_accepted(setting):
+    label, kind, form = setting.metadata["label"], setting.metadata["kind"], setting.metadata["form"]
+    assert label and kind in READERS and set(form) <= {"min", "max", "step", "placeholder"}
+    assert setting.default is None or READERS[kind](setting.default) == setting.default
+    for limit in ("min", "max"):
+        if limit in form:
+            GenerationSettings(**{setting.name: form[limit]})  # the form's bounds are valid values
+
+
+def test_the_pages_settings_form_is_made_from_generation_settings():
+    """app/settings_fields.py is what `python -m tools.make_settings_fields` writes."""
+    assert TARGET.read_text(encoding="utf-8") == render()

@@ -9,19 +9,20 @@ import numpy as np
 import pytest
 
 from support import MODEL_NAMES, fixture_model, reference
-from engine import gpt2
-from engine.generation import next_logits
+from engine import Shard
+from engine.gpt2 import forward
+from engine.parallel import run_shards
 
 
 @pytest.fixture
 def pyodide_products(monkeypatch):
     """engine.gpt2 as Pyodide imports it (einsum instead of BLAS); restored afterwards."""
     monkeypatch.setattr(sys, "platform", "emscripten")
-    importlib.reload(gpt2)
-    assert "einsum" in gpt2.matmul_t.__code__.co_names
+    importlib.reload(forward)
+    assert "einsum" in forward.matmul_t.__code__.co_names
     yield
     monkeypatch.undo()
-    importlib.reload(gpt2)
+    importlib.reload(forward)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -38,11 +39,11 @@ def test_einsum_cached_decoding_equals_full_forward(name, pyodide_products):
     model = fixture_model(name)
     ids = reference(name)["ids"].tolist()
     full = model.logits(ids)
-    cache = gpt2.KVCache(model.config)
-    logits = next_logits(ids[:5], 0, model.params, model.config, cache)
+    shard = Shard(model.config, model.params)
+    logits = run_shards([shard], ids[:5], 0)[-1]
     np.testing.assert_allclose(logits, full[4], rtol=0, atol=1e-5 * np.abs(full).max())
     for i in range(5, len(ids)):
-        logits = next_logits([ids[i]], i, model.params, model.config, cache)
+        logits = run_shards([shard], [ids[i]], i)[-1]
         assert logits.dtype == np.float32
         np.testing.assert_allclose(logits, full[i], rtol=0, atol=1e-5 * np.abs(full).max())
 
@@ -51,10 +52,11 @@ def test_einsum_cached_decoding_equals_full_forward(name, pyodide_products):
 def test_last_only_prefill_keeps_the_last_state_and_the_whole_cache(name):
     model = fixture_model(name)
     ids = reference(name)["ids"].tolist()
-    full_cache, last_cache = gpt2.KVCache(model.config), gpt2.KVCache(model.config)
-    full = gpt2.forward(ids, model.params, model.config, full_cache)
-    last = gpt2.forward(ids, model.params, model.config, last_cache, last_only=True)
-    assert last.shape == (1, model.config.n_embd)
+    full_shard, last_shard = Shard(model.config, model.params), Shard(model.config, model.params)
+    full = run_shards([full_shard], ids, 0, last_only=False)
+    last = run_shards([last_shard], ids, 0, last_only=True)
+    full_cache, last_cache = full_shard.cache, last_shard.cache
+    assert last.shape == (1, model.config.n_vocab)
     np.testing.assert_allclose(last, full[-1:], rtol=0, atol=1e-5)
     assert last_cache.length == full_cache.length == len(ids)
     np.testing.assert_array_equal(last_cache.k, full_cache.k)

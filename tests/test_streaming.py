@@ -12,11 +12,12 @@ from safetensors.numpy import save
 
 from support import MODEL_NAMES, MODELS, fixture_model
 from test_loader import BAD_FILES, safetensors_bytes, traced_peak
-from engine import GPT2Config
-from engine.parallel import Shard, ShardSlicer
+from engine import GPT2Config, Shard, gpt2
+from engine.gpt2 import ShardSlicer, slice_params
+from engine.gpt2.params import stored_shapes, tensors as tensor_table
 from model_loader.safetensors import SafetensorsError, SafetensorsStream, read_safetensors
 from model_loader.checkpoint import feed_file, stream_params
-from model_loader.weights import ParamsBuilder, WeightsError, build_params, stored_shapes, tensor_table
+from model_loader.weights import ParamsBuilder, WeightsError, build_params
 
 STORED = [name for name in MODEL_NAMES if any((MODELS / name).glob("*.safetensors"))]
 BLOCK_SIZES = [1000, 4096, None]  # None: the whole file as one block
@@ -35,7 +36,7 @@ def files_of(name: str) -> list[bytes]:
 
 def streamed(name: str, block_size: int | None, keep=None):
     """A fixture's Params read from its safetensors files block by block."""
-    builder = ParamsBuilder(fixture_model(name).config, keep)
+    builder = ParamsBuilder(gpt2, fixture_model(name).config, keep)
     for raw in files_of(name):
         feed_file(builder, blocks_of(raw, block_size), len(raw))
     return builder.finish()
@@ -50,14 +51,15 @@ def read_stream(raw: bytes, block_size: int | None, size: int | None = None) -> 
     return tensors
 
 
-def shard_arrays(shard: Shard) -> dict:
-    arrays = {"wte": shard.wte, "lm_head": shard.lm_head, "wpe": shard.wpe, "ln_f_g": shard.ln_f_g,
-              "ln_f_b": shard.ln_f_b}
-    return arrays | {f"h.{i}.{field}": a for i, block in enumerate(shard.blocks) for field, a in vars(block).items()}
+def shard_arrays(params) -> dict:
+    arrays = {"wte": params.wte, "lm_head": params.lm_head, "wpe": params.wpe, "ln_f_g": params.ln_f_g,
+              "ln_f_b": params.ln_f_b}
+    return arrays | {f"h.{i}.{field}": a for i, block in enumerate(params.blocks) for field, a in vars(block).items()}
 
 
 def assert_same_shard(got: Shard, expected: Shard) -> None:
-    assert (got.n_head, got.vocab) == (expected.n_head, expected.vocab)
+    assert (got.n_head, got.params.vocab_start) == (expected.n_head, expected.params.vocab_start)
+    got, expected = got.params, expected.params
     assert (got.lm_head is got.wte) == (expected.lm_head is expected.wte)
     got_arrays, expected_arrays = shard_arrays(got), shard_arrays(expected)
     for key, array in expected_arrays.items():
@@ -72,7 +74,7 @@ def synthetic_checkpoint(config: GPT2Config, lm_head: np.ndarray | None = None) 
     rng = np.random.default_rng(0)
     shapes = stored_shapes(config)
     tensors = {name: rng.standard_normal(shapes[field], dtype=np.float32)
-               for name, (field, _) in tensor_table(config).items() if field != "lm_head"}
+               for name, (field, *_) in tensor_table(config).items() if field != "lm_head"}
     return save(tensors if lm_head is None else {**tensors, "lm_head.weight": lm_head})
 
 
@@ -106,8 +108,8 @@ def test_streamed_shard_equals_the_shard_of_the_whole_params(name, n, block_size
     model = fixture_model(name)
     for index in range(n):
         parts = streamed(name, block_size, ShardSlicer(model.config, index, n))
-        expected = Shard(model.params, model.config, index, n)
-        assert_same_shard(Shard(parts, model.config, index, n, sliced=True), expected)
+        expected = Shard(model.config, slice_params(model.params, model.config, index, n))
+        assert_same_shard(Shard(model.config, parts), expected)
 
 
 TOY = GPT2Config(n_vocab=96, n_ctx=16, n_embd=48, n_head=3, n_layer=16, n_inner=192)
@@ -117,12 +119,12 @@ TOY = GPT2Config(n_vocab=96, n_ctx=16, n_embd=48, n_head=3, n_layer=16, n_inner=
 def test_a_checkpoint_with_an_lm_head_streams_like_the_whole_file(head):
     wte = read_safetensors(synthetic_checkpoint(TOY))["wte.weight"][1]
     raw = synthetic_checkpoint(TOY, lm_head=wte + 1 if head == "own" else wte)
-    whole = build_params(read_safetensors(raw), TOY)
+    whole = build_params(gpt2, read_safetensors(raw), TOY)
     for index in range(3):
-        parts = stream_params(TOY, blocks_of(raw, 777), len(raw), ShardSlicer(TOY, index, 3))
-        shard = Shard(parts, TOY, index, 3, sliced=True)
-        assert_same_shard(shard, Shard(whole, TOY, index, 3))
-        assert (shard.lm_head is shard.wte) == (head == "equal to wte")
+        parts = stream_params(gpt2, TOY, blocks_of(raw, 777), len(raw), ShardSlicer(TOY, index, 3))
+        shard = Shard(TOY, parts)
+        assert_same_shard(shard, Shard(TOY, slice_params(whole, TOY, index, 3)))
+        assert (parts.lm_head is parts.wte) == (head == "equal to wte")
 
 
 def test_unused_bytes_are_skipped_and_empty_tensors_handed_out():
@@ -181,7 +183,7 @@ def test_the_stream_holds_one_tensor_and_one_block():
 def test_a_streamed_shard_holds_its_slices_not_the_model():
     raw = synthetic_checkpoint(TOY)
     largest = max(array.nbytes for _, array in read_safetensors(raw).values())
-    parts, peak = traced_peak(lambda: stream_params(TOY, blocks_of(raw, 4096), len(raw), ShardSlicer(TOY, 1, 3)))
+    parts, peak = traced_peak(lambda: stream_params(gpt2, TOY, blocks_of(raw, 4096), len(raw), ShardSlicer(TOY, 1, 3)))
     kept = sum(a.nbytes for a in [parts.wte, parts.ln_f_g, parts.ln_f_b]
                + [a for block in parts.blocks for a in vars(block).values()])
     assert parts.wpe is None and parts.lm_head is parts.wte
@@ -192,11 +194,15 @@ def test_a_streamed_shard_holds_its_slices_not_the_model():
 def test_keep_sees_every_field_float32_in_the_engine_layout():
     model, seen = fixture_model("f16"), {}
 
-    def keep(field, array):
-        seen[field] = (array.dtype, array.shape)
-        return None if field == "wpe" else array
+    class Keep:
+        def __call__(self, field, array):
+            seen[field] = (array.dtype, array.shape)
+            return None if field == "wpe" else array
 
-    params = streamed("f16", 4096, keep)
+        def rows(self, field):
+            return None
+
+    params = streamed("f16", 4096, Keep())
     c = model.config.n_embd
     assert set(seen) == set(vars(params.blocks[0])) | {"wte", "wpe", "ln_f_g", "ln_f_b"}
     assert {dtype for dtype, _ in seen.values()} == {np.dtype(np.float32)}
@@ -205,7 +211,7 @@ def test_keep_sees_every_field_float32_in_the_engine_layout():
 
 
 def test_a_tensor_given_twice_is_refused():
-    builder = ParamsBuilder(fixture_model("tiny").config)
+    builder = ParamsBuilder(gpt2, fixture_model("tiny").config)
     dtype_name, array = read_safetensors(TINY)["transformer.ln_f.bias"]
     builder.add("transformer.ln_f.bias", dtype_name, array)
     with pytest.raises(WeightsError, match="ln_f.bias appears twice"):
@@ -226,8 +232,8 @@ def test_a_shard_reads_only_its_rows_of_the_token_embedding():
     raw = synthetic_checkpoint(config)
     wte_bytes = config.n_vocab * config.n_embd * 4
     assert wte_bytes > len(raw) / 2  # the embedding dominates, as in GPT-2
-    parts, peak = traced_peak(lambda: stream_params(config, blocks_of(raw, 4096), len(raw), ShardSlicer(config, 1, 2)))
-    whole = build_params(read_safetensors(raw), config)
+    parts, peak = traced_peak(lambda: stream_params(gpt2, config, blocks_of(raw, 4096), len(raw), ShardSlicer(config, 1, 2)))
+    whole = build_params(gpt2, read_safetensors(raw), config)
     assert np.array_equal(parts.wte, whole.wte[ShardSlicer(config, 1, 2).vocab]) and parts.wpe is None
     assert peak < 0.75 * wte_bytes  # its half of the rows, and small tensors; never the whole
 
@@ -270,4 +276,4 @@ def test_streamed_weights_that_are_not_finite_are_named(value):
     tensors["transformer.h.0.attn.c_proj.weight"][1, 2] = value
     raw = save(tensors)
     with pytest.raises(WeightsError, match="tensor h.0.attn.c_proj.weight has NaN or infinite values"):
-        stream_params(fixture_model("tiny").config, blocks_of(raw, 4096), len(raw))
+        stream_params(gpt2, fixture_model("tiny").config, blocks_of(raw, 4096), len(raw))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine import ARCHITECTURES, gpt2
 from model_loader.config import parse_config
 from model_loader.safetensors import read_safetensors
 from model_loader.weights import build_params
@@ -10,8 +11,8 @@ from support import MODELS
 
 
 def params_from(buffer):
-    config = parse_config((MODELS / "tiny" / "config.json").read_bytes())
-    return build_params(read_safetensors(buffer), config)
+    config = parse_config((MODELS / "tiny" / "config.json").read_bytes(), ARCHITECTURES)
+    return build_params(gpt2, read_safetensors(buffer), config)
 
 
 def test_a_writable_float32_buffer_becomes_the_weights_without_copies():

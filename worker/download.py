@@ -1,32 +1,27 @@
-"""Fetch a checkpoint's files in the worker, by the Hub rules of model_loader/hub.py: the revision
-resolved to its commit and the files listed by the JSON API (both kept in the browser cache), then
-each file the checkpoint needs from the cache, else streamed from `resolve/{commit}/{name}` into
-one buffer, hashed as it arrives, stored chunk by chunk, retried with backoff and resumed with a
-Range request, and marked complete in the cache only once it hashes to the listing's digest.
-A download, or a read of the cache, stops when its files are deleted from the cache meanwhile."""
+"""Downloads in the worker: the browser's fetch (its failures worth retrying told apart), one file
+streamed into one buffer (hashed as it arrives, stored in the cache chunk by chunk, retried with
+backoff and resumed with a Range request, marked complete only once it hashes to the listing's
+digest), and one cached chunk fetched again. Each download, and each read of a cached file
+(checkpoint_files.py), runs as a Job that stops when its files are deleted from the cache
+meanwhile (cancel_jobs)."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import js
-from pyodide.ffi import JsException, to_js
+from pyodide.ffi import JsException, JsProxy, to_js
 
-from model_loader.checkpoint import files_to_fetch, is_weights
-from model_loader.hub import (DEFAULT_ENDPOINT, RETRY_DELAYS, HubError, IntegrityError, RemoteFile, TransientError,
-                              file_url, is_commit, is_transient, next_page, parse_commit, parse_tree, refusal,
-                              resumed_from, revision_url, tree_url)
-from pyscript.js_modules import idb
+from model_loader.hub import (RETRY_DELAYS, HubError, IntegrityError, RemoteFile, TransientError, is_transient,
+                              refusal, resumed_from)
 from worker.cache import Cache
-from worker.chunk_store import (FileKey, chunk_count, chunk_span, complete_manifest, file_key, full_chunks,
-                                partial_manifest)
+from worker.chunk_store import FileKey, chunk_count, chunk_span, complete_manifest, full_chunks, partial_manifest
 
 OnBytes = Callable[[int, int, str], None]  # (received, total, where: "cache" or the host sending them)
-READ_BLOCK = 4 * 2**20  # bytes of a JS piece of a weight file copied into the worker's memory at a time
 
 
 class Cancelled(HubError):
@@ -71,7 +66,7 @@ def cancel_jobs(prefix: tuple[str, ...]) -> None:
 # -- HTTP
 
 
-async def request(url: str, headers: dict | None = None):
+async def request(url: str, headers: dict | None = None) -> JsProxy:
     """The browser's fetch (a simple GET: no preflight), never served from its HTTP cache."""
     init = {"method": "GET", "cache": "no-store", "headers": headers or {}}
     try:
@@ -80,7 +75,7 @@ async def request(url: str, headers: dict | None = None):
         raise TransientError(f"cannot reach {urlsplit(url).netloc}: {e}") from None
 
 
-def checked(response, what: str):
+def checked(response: JsProxy, what: str) -> JsProxy:
     """The response if it is a success; else the Hub's refusal (TransientError if worth retrying)."""
     if not response.ok:
         error = TransientError if is_transient(response.status) else HubError
@@ -88,7 +83,7 @@ def checked(response, what: str):
     return response
 
 
-async def retried(attempt, *args):
+async def retried(attempt: Callable[..., Awaitable], *args):
     """await attempt(*args), tried again after each of RETRY_DELAYS while it fails transiently."""
     for delay in RETRY_DELAYS:
         try:
@@ -98,50 +93,11 @@ async def retried(attempt, *args):
     return await attempt(*args)
 
 
-async def api_get(url: str, what: str) -> tuple[str, str | None]:
-    """The text and Link header of a JSON API answer."""
-    response = checked(await request(url), what)
-    return await response.text(), response.headers.get("Link")
-
-
-# -- the commit and its files
-
-
-async def resolve_revision(endpoint: str, repo: str, revision: str, cache: Cache) -> str:
-    """The commit a revision names (an API call, so a moved branch is never served stale from
-    the cache); offline, the commit it named when last resolved."""
-    if is_commit(revision):
-        return revision
-    what = f"{repo}@{revision}"
-    try:
-        commit = parse_commit((await retried(api_get, revision_url(endpoint, repo, revision), what))[0], what)
-    except TransientError as e:
-        if commit := await cache.ref(endpoint, repo, revision):
-            return commit
-        raise HubError(f"{e}, and {what} is not in the browser cache") from None
-    await cache.set_ref(endpoint, repo, revision, commit)
-    return commit
-
-
-async def list_files(endpoint: str, repo: str, commit: str, cache: Cache) -> dict[str, RemoteFile]:
-    """The commit's top-level files with their sizes and hashes: from the cache, else from the
-    API (every page), then kept (a commit never changes)."""
-    if (kept := await cache.listing(endpoint, repo, commit)) is not None:
-        return kept
-    what, files, url = f"{repo}: the file listing", {}, tree_url(endpoint, repo, commit)
-    while url:
-        text, link = await retried(api_get, url, what)
-        files.update((f.name, f) for f in parse_tree(text, what))
-        url = next_page(link)
-    await cache.set_listing(endpoint, repo, commit, files)
-    return files
-
-
 # -- one file, downloaded
 
 
 @dataclass(eq=False)
-class Partial(Job):
+class PartialDownload(Job):
     """A file being downloaded: what arrived so far, kept across attempts and loads."""
 
     remote: RemoteFile = None
@@ -157,7 +113,7 @@ class Partial(Job):
         self.digests, self.hasher, self.resumed = [], self.remote.hasher(), False
 
 
-PARTIALS: dict[FileKey, Partial] = {}
+PARTIALS: dict[FileKey, PartialDownload] = {}
 
 
 def keep_partials_of(model: tuple[str, ...]) -> None:
@@ -166,13 +122,13 @@ def keep_partials_of(model: tuple[str, ...]) -> None:
         del PARTIALS[key]
 
 
-async def restore(key: FileKey, remote: RemoteFile, cache: Cache) -> Partial:
+async def resume_or_start(key: FileKey, remote: RemoteFile, cache: Cache) -> PartialDownload:
     """The partial download of this file kept in memory, else one that goes on from the whole
     chunks of it in the cache, else a new one."""
     partial = PARTIALS.get(key)
     if partial is not None and partial.remote == remote:
         return partial
-    partial = PARTIALS[key] = Partial(key, remote=remote, buffer=bytearray(remote.size))
+    partial = PARTIALS[key] = PartialDownload(key, remote=remote, buffer=bytearray(remote.size))
     partial.restart()
     good = full_chunks(await cache.resumable(key, remote))
     for index in range(good):
@@ -191,7 +147,7 @@ async def restore(key: FileKey, remote: RemoteFile, cache: Cache) -> Partial:
     return partial
 
 
-async def attempt(url: str, partial: Partial, cache: Cache, on_bytes: OnBytes) -> None:
+async def request_rest(url: str, partial: PartialDownload, cache: Cache, on_bytes: OnBytes) -> None:
     """One request for the rest of the file (all of it if nothing arrived yet)."""
     asked_from = partial.received
     response = checked(await request(url, {"Range": f"bytes={asked_from}-"} if asked_from else {}), partial.key[3])
@@ -205,10 +161,11 @@ async def attempt(url: str, partial: Partial, cache: Cache, on_bytes: OnBytes) -
         partial.restart()  # a 200: the whole file again
     partial.resumed = start > 0
     sender = urlsplit(response.url).netloc  # after a redirect: the CDN's host
-    await stream(response, partial, cache, lambda got: on_bytes(got, partial.remote.size, sender))
+    await receive_body(response, partial, cache, lambda got: on_bytes(got, partial.remote.size, sender))
 
 
-async def stream(response, partial: Partial, cache: Cache, on_bytes: Callable[[int], None]) -> None:
+async def receive_body(response: JsProxy, partial: PartialDownload, cache: Cache,
+                       on_bytes: Callable[[int], None]) -> None:
     """Read the body into the partial's buffer, hashing it and storing each full chunk."""
     reader, size = response.body.getReader(), partial.remote.size
     while True:
@@ -236,7 +193,7 @@ async def stream(response, partial: Partial, cache: Cache, on_bytes: Callable[[i
         raise TransientError(f"{partial.key[3]}: the connection closed at {partial.received} of {size} bytes")
 
 
-async def store_chunks(partial: Partial, cache: Cache, upto: int) -> None:
+async def store_chunks(partial: PartialDownload, cache: Cache, upto: int) -> None:
     """Write the chunks [partial.stored, upto) to the cache."""
     while partial.stored < upto and cache.usable:
         start, end = chunk_span(partial.stored, partial.remote.size)
@@ -246,7 +203,7 @@ async def store_chunks(partial: Partial, cache: Cache, upto: int) -> None:
         partial.stored += 1
 
 
-async def finish(partial: Partial, cache: Cache) -> bytearray:
+async def finish_download(partial: PartialDownload, cache: Cache) -> bytearray:
     """Check the whole file against the listing, then mark the cached copy complete; on a
     mismatch drop it all."""
     PARTIALS.pop(partial.key, None)
@@ -265,14 +222,14 @@ async def finish(partial: Partial, cache: Cache) -> bytearray:
 
 async def download(url: str, key: FileKey, remote: RemoteFile, cache: Cache, on_bytes: OnBytes) -> bytearray:
     """The file, downloaded (resumed where a partial download of it stopped) and checked."""
-    partial = await restore(key, remote, cache)
+    partial = await resume_or_start(key, remote, cache)
     with running(partial):
         for delay in (0, *RETRY_DELAYS):
             await asyncio.sleep(delay)
             partial.check()
             try:
-                await attempt(url, partial, cache, on_bytes)
-                return await finish(partial, cache)
+                await request_rest(url, partial, cache, on_bytes)
+                return await finish_download(partial, cache)
             except TransientError as e:
                 failure = str(e)
             except IntegrityError as e:
@@ -286,7 +243,8 @@ async def download(url: str, key: FileKey, remote: RemoteFile, cache: Cache, on_
                    f"{1 + len(RETRY_DELAYS)} attempts ({failure}); press Load model to resume")
 
 
-async def refetch_chunk(url: str, key: FileKey, remote: RemoteFile, manifest: dict, index: int, cache: Cache):
+async def refetch_chunk(url: str, key: FileKey, remote: RemoteFile, manifest: dict, index: int,
+                        cache: Cache) -> JsProxy:
     """Chunk `index` of a cached file whose stored copy is missing or changed, downloaded again
     (a Range request; a 200 is read up to the chunk), checked against its recorded sha256 and
     stored again; as a JS Uint8Array."""
@@ -299,183 +257,3 @@ async def refetch_chunk(url: str, key: FileKey, remote: RemoteFile, manifest: di
     chunk = to_js(data)
     await cache.write_chunk(key, index, chunk)
     return chunk
-
-
-# -- a checkpoint's files
-
-
-@dataclass
-class WeightStream:
-    """A weight file to read piece by piece: the cache's chunks, a response's body, or memory (a
-    download just made). `pieces()` yields (offset, a JS Uint8Array or a memoryview) and may be
-    iterated once, through blocks() or whole()."""
-
-    size: int
-    pieces: Callable[[], AsyncIterator[tuple[int, object]]]
-    data: bytearray | None = None  # the whole file, when it is in memory anyway
-
-    async def blocks(self) -> AsyncIterator[memoryview]:
-        """The file in blocks of at most READ_BLOCK bytes of the worker's memory (a JS piece is
-        copied in a block at a time, into one reused buffer)."""
-        buffer = None
-        async for _, piece in self.pieces():
-            if isinstance(piece, memoryview):
-                yield piece
-                continue
-            buffer = buffer or memoryview(bytearray(min(READ_BLOCK, self.size)))
-            for at in range(0, piece.length, READ_BLOCK):
-                n = min(READ_BLOCK, piece.length - at)
-                piece.subarray(at, at + n).assign_to(buffer[:n])
-                yield buffer[:n]
-
-    async def whole(self) -> bytearray:
-        """The whole file in memory (each piece copied once, into place)."""
-        if self.data is None:
-            self.data = bytearray(self.size)
-            async for at, piece in self.pieces():
-                if isinstance(piece, memoryview):
-                    self.data[at:at + len(piece)] = piece
-                else:
-                    piece.assign_to(memoryview(self.data)[at:at + piece.length])
-        return self.data
-
-
-async def memory_pieces(data: bytearray) -> AsyncIterator[tuple[int, memoryview]]:
-    for start in range(0, len(data), READ_BLOCK):
-        yield start, memoryview(data)[start:start + READ_BLOCK]
-
-
-async def body_pieces(response, size: int, on_bytes: OnBytes) -> AsyncIterator[tuple[int, object]]:
-    reader, received = response.body.getReader(), 0
-    while not (chunk := await reader.read()).done:
-        yield received, chunk.value
-        received += chunk.value.length
-        on_bytes(received, size, "disk")
-
-
-@dataclass
-class HubFiles:
-    """A commit's files on the Hub, through the browser cache."""
-
-    endpoint: str
-    repo: str
-    commit: str
-    listing: dict[str, RemoteFile]
-
-    @property
-    def host(self) -> str | None:
-        """The endpoint's host, when it is not the default Hub (the page names it)."""
-        return None if self.endpoint == DEFAULT_ENDPOINT else urlsplit(self.endpoint).netloc
-
-    def lock_name(self) -> str:
-        """The Web Lock held while this model's files are fetched (one tab downloads at a time)."""
-        return f"browser-llm download {self.endpoint} {self.repo} {self.commit}"
-
-    def url_key(self, name: str) -> tuple[str, FileKey]:
-        where = (self.endpoint, self.repo, self.commit, name)
-        return file_url(*where), file_key(*where)
-
-    async def open_weights(self, name: str, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
-        """A weight file as a stream (None if the commit lacks it): the cached copy chunk by
-        chunk, each checked as it is read; else downloaded into the cache, then read back from
-        it (so the download's buffer is freed before the weights are built); from memory if the
-        cache is off."""
-        if (remote := self.listing.get(name)) is None:
-            return None
-        if (stream := await self.cached(remote, cache, on_bytes)) is not None:
-            return stream
-        data = await download(*self.url_key(name), remote, cache, on_bytes)
-        if cache.usable:
-            del data
-            return await self.open_weights(name, cache, on_bytes)
-        return WeightStream(len(data), lambda: memory_pieces(data), data)
-
-    async def fetch(self, name: str, cache: Cache, on_bytes: OnBytes) -> bytearray | None:
-        """A file whole (None if the commit lacks it): the cached copy, else the download."""
-        if (remote := self.listing.get(name)) is None:
-            return None
-        if (stream := await self.cached(remote, cache, on_bytes)) is not None:
-            return await stream.whole()
-        return await download(*self.url_key(name), remote, cache, on_bytes)
-
-    async def cached(self, remote: RemoteFile, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
-        """The cache's good copy of a listed file as a stream, or None."""
-        url, key = self.url_key(remote.name)
-        if (manifest := await cache.good_entry(key, remote)) is None:
-            return None
-
-        async def pieces() -> AsyncIterator[tuple[int, object]]:
-            with running(Job(key)) as job:
-                async def repair(index: int):
-                    job.check()
-                    return await retried(refetch_chunk, url, key, remote, manifest, index, cache)
-
-                async for piece in cache.chunks(key, manifest, repair, on_bytes):
-                    job.check()
-                    yield piece
-
-        return WeightStream(remote.size, pieces)
-
-
-@dataclass
-class LocalFiles:
-    """Files the visitor picked, as blob: URLs made by the page (read, never uploaded or cached),
-    or the files of a folder URL given to browser-llm.js (unlisted and unchecked: no Hub)."""
-
-    urls: dict[str, str]
-    host = None
-
-    async def open_weights(self, name: str, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
-        """The file as its body arrives, or whole when its size is not announced."""
-        if name not in self.urls:
-            return None
-        response = await request(self.urls[name])
-        if response.status == 404:  # a folder URL without this file
-            return None
-        checked(response, name)
-        if (length := response.headers.get("Content-Length")) is None:
-            data = bytearray((await response.arrayBuffer()).to_bytes())
-            on_bytes(len(data), len(data), "disk")
-            return WeightStream(len(data), lambda: memory_pieces(data), data)
-        return WeightStream(int(length), lambda: body_pieces(response, int(length), on_bytes))
-
-    async def fetch(self, name: str, cache: Cache, on_bytes: OnBytes) -> bytearray | None:
-        stream = await self.open_weights(name, cache, on_bytes)
-        return None if stream is None else await stream.whole()
-
-
-Source = HubFiles | LocalFiles
-
-
-async def hub_files(endpoint: str, repo: str, revision: str, cache: Cache) -> HubFiles:
-    endpoint = endpoint.rstrip("/")
-    commit = await resolve_revision(endpoint, repo, revision, cache)
-    return HubFiles(endpoint, repo, commit, await list_files(endpoint, repo, commit, cache))
-
-
-async def fetch_checkpoint(source: Source, cache: Cache, on_file: Callable[[str, int, int, str], None],
-                           on_config: Callable[[bytes], None], streams: bool = False) -> dict[str, object | None]:
-    """All files of a GPT-2 checkpoint (the weights as WeightStreams if `streams`); on_config
-    runs as soon as config.json arrives so a wrong model fails before the big download."""
-    have: dict[str, object | None] = {}
-    while names := files_to_fetch(have):
-        for name in names:
-            fetch = source.open_weights if streams and is_weights(name) else source.fetch
-            have[name] = await fetch(name, cache, lambda got, total, where: on_file(name, got, total, where))
-            if name == "config.json":
-                if have[name] is None:
-                    raise HubError("config.json is missing")
-                on_config(bytes(have[name]))
-    return have
-
-
-async def hold_download_lock(source: Source, on_wait: Callable[[], None]):
-    """Take the Web Lock of a Hub model's files (so two tabs never download the same file at
-    once): the release function, after on_wait() if another tab holds it."""
-    if not isinstance(source, HubFiles):
-        return lambda: None
-    release = await idb.acquire(source.lock_name(), False)
-    if release is None:
-        on_wait()
-        release = await idb.acquire(source.lock_name(), True)
-    return release

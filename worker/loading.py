@@ -1,40 +1,39 @@
 """Loading a model in the worker: where its files come from (the hub through the browser
 cache, or the visitor's disk), progress for the page, a memory check before the big download,
-and the cache manager's calls."""
+and the checkpoint read into a Model, or into one worker's shard of it."""
 from __future__ import annotations
 
 import gc
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine import GPT2Config, Model
-from engine.parallel import Shard, ShardSlicer
-from model_loader.checkpoint import (TORCH_BIN, assemble_model, check_vocabulary, file_stream, listed_weight_files,
-                                     read_tokenizer_files, weight_files)
-from model_loader.config import param_count, parse_config, weight_bytes
+from engine import ARCHITECTURES, Model, Shard, architecture_of
+from model_loader.checkpoint import (TORCH_BIN, check_vocabulary, file_stream, read_checkpoint, read_tokenizer_files,
+                                     weight_files)
+from model_loader.config import parse_config
 from model_loader.hub import check_repo_id
 from model_loader.tokenizer import Tokenizer
 from model_loader.weights import ParamsBuilder
-from pyscript.js_modules import idb
 from worker.browser_tokenizer import wasm_tokenizer
 from worker.cache import Cache
-from worker.download import (LocalFiles, Source, WeightStream, cancel_jobs, fetch_checkpoint,
-                             hold_download_lock, hub_files, keep_partials_of)
+from worker.checkpoint_files import LocalFiles, Source, fetch_checkpoint, hold_download_lock, hub_files
+from worker.download import keep_partials_of
+from worker.protocol import ErrorReply, LoadReply, LoadRequest, Progress, Shards, Status
+from worker.weight_stream import WeightStream
 
 HEAP_LIMIT = 4 * 2**30  # a 32-bit WebAssembly memory
 # Peak heap while loading, in multiples of the float32 weights: 1.28 for an F32 checkpoint
 # (bench/bench_load.py: the download buffer becomes the weights), 1.5 for F16/BF16 ones.
 LOAD_PEAK = 1.5
-Push = Callable[..., None]
+Push = Callable[[Progress | Status | Shards], None]  # sends an event to the page
 
 
 class ModelTooBig(MemoryError):
     """The model cannot fit in the worker's memory."""
 
 
-class Progress:
+class LoadProgress:
     """Per-file byte counts and the download speed, pushed at most every 100 ms; the host the
     bytes come from is named when the endpoint is not the default Hub."""
 
@@ -54,8 +53,8 @@ class Progress:
         now = time.monotonic()
         if now - self.last > 0.1 or received == total:
             self.last = now
-            self.push("progress", file=name, files=self.files, cached=cached, speed=self.speed(now),
-                      host=where if self.name_host and not cached else None)
+            self.push(Progress(file=name, files=self.files, cached=cached, speed=self.speed(now),
+                               host=where if self.name_host and not cached else None))
 
     def speed(self, now: float) -> float:
         """Network bytes per second since the first one arrived."""
@@ -64,95 +63,96 @@ class Progress:
 
 def check_fits(label: str, raw_config: bytes) -> None:
     """Fail before the big download if the weights cannot fit in the worker's memory."""
-    need = weight_bytes(parse_config(raw_config))
+    config = parse_config(raw_config, ARCHITECTURES)
+    need = architecture_of(config).weight_bytes(config)
     if need * LOAD_PEAK > HEAP_LIMIT:
         raise ModelTooBig(f"{label} is too big for this device: its weights need {need / 1e9:.1f} GB as float32 "
                           f"(about {need * LOAD_PEAK / 1e9:.1f} GB while loading), and the model worker can "
                           f"use at most {HEAP_LIMIT / 1e9:.1f} GB")
 
 
-async def model_source(options: dict, cache: Cache) -> tuple[Source, dict]:
+async def model_source(request: LoadRequest, cache: Cache) -> tuple[Source, dict]:
     """Where to read the files from, and what to say about the model in the reply."""
-    if "local" in options:
+    if request.local is not None:
         keep_partials_of(())
-        return LocalFiles(options["local"]), {"repo": "local files"}
-    source = await hub_files(options["endpoint"], check_repo_id(options["repo"]), options["revision"], cache)
+        return LocalFiles(request.local), {"repo": "local files", "commit": None, "host": None}
+    source = await hub_files(request.endpoint, check_repo_id(request.repo or ""), request.revision, cache)
     keep_partials_of((source.endpoint, source.repo, source.commit))
     return source, {"repo": source.repo, "commit": source.commit, "host": source.host}
 
 
-async def fetch_files(source: Source, cache: Cache, progress: Progress, label: str, streams: bool = False) -> dict:
+async def fetch_files(source: Source, cache: Cache, progress: LoadProgress, label: str, streams: bool = False) -> dict:
     """The checkpoint's files (see fetch_checkpoint), holding the model's download lock; the
     page is told when another tab is downloading the same model and this one waits for it."""
     release = await hold_download_lock(
-        source, lambda: progress.push("status", text=f"Waiting for another tab that is downloading {label}…"))
+        source, lambda: progress.push(Status(f"Waiting for another tab that is downloading {label}…")))
     try:
         return await fetch_checkpoint(source, cache, progress.update, lambda raw: check_fits(label, raw), streams)
     finally:
         release()
 
 
-async def load_checkpoint(options: dict, push: Push, shard: tuple[int, int] | None = None
-                          ) -> tuple[Model | ShardOfModel | None, dict]:
-    """(model, facts) for a load request (see worker.load); (None, {"error": …}) on failure.
+async def load_checkpoint(request: LoadRequest, push: Push, shard: tuple[int, int] | None = None
+                          ) -> tuple[Model | ShardOfModel | None, LoadReply | ErrorReply]:
+    """(model, facts) for a load request; (None, ErrorReply) on failure.
     With shard=(index, n_shards), only that shard of the model (read_shard), or the whole model
     where it cannot be split."""
     gc.collect()  # the previous model, dropped by the caller
     started = time.monotonic()
-    local = "local" in options
-    progress = Progress(push)
-    label = "the model from local files" if local else options["repo"]
+    local = request.local is not None
+    progress = LoadProgress(push)
+    label = "the model from local files" if local else request.repo
     cache = Cache(off="local files are not cached") if local else await Cache.open()
     try:
-        source, about = await model_source(options, cache)
+        source, about = await model_source(request, cache)
         progress.name_host = source.host is not None
         if shard is not None and (local or cache.usable or shard[0] > 0):
-            model = await read_shard(source, cache, progress, label, options, *shard, about.get("commit"))
+            model = await read_shard(source, cache, progress, label, request, *shard, about["commit"])
         else:
-            model = await read_model(source, cache, progress, label, options)
+            model = await read_model(source, cache, progress, label, request)
     except MemoryError as e:
-        return None, {"error": str(e) if isinstance(e, ModelTooBig) else
-                      f"{label} is too big for this device: the model worker ran out of memory"}
+        return None, ErrorReply(str(e) if isinstance(e, ModelTooBig) else
+                                f"{label} is too big for this device: the model worker ran out of memory")
     except (OSError, ValueError) as e:
-        return None, {"error": str(e)}
+        return None, ErrorReply(str(e))
     finally:
         gc.collect()
-    return model, {
-        **about, "n_params": model.n_params, "n_ctx": model.config.n_ctx,
-        "n_layer": model.config.n_layer, "seconds": time.monotonic() - started,
-        "from_cache": not local and progress.downloaded == 0, "downloaded": progress.downloaded,
-        "not_cached": None if local else cache.off,
-    }
+    return model, LoadReply(
+        **about, n_params=model.n_params, n_ctx=model.config.n_ctx, n_layer=model.config.n_layer,
+        seconds=time.monotonic() - started, from_cache=not local and progress.downloaded == 0,
+        downloaded=progress.downloaded, not_cached=None if local else cache.off)
 
 
-async def read_model(source: Source, cache: Cache, progress: Progress, label: str, options: dict,
+async def read_model(source: Source, cache: Cache, progress: LoadProgress, label: str, request: LoadRequest,
                      have: dict | None = None) -> Model:
     """The whole model (`have`: the files fetched already, as bytes or WeightStreams)."""
     have = have or await fetch_files(source, cache, progress, label)
     have = {name: await data.whole() if isinstance(data, WeightStream) else data for name, data in have.items()}
-    progress.push("status", text="Building the model…")
-    tokenizer = await wasm_tokenizer(read_tokenizer_files(have), options["tiktoken"])
-    return assemble_model(have, tokenizer)
+    progress.push(Status("Building the model…"))
+    tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
+    return Model(*read_checkpoint(have, ARCHITECTURES, tokenizer))
 
 
 @dataclass
 class ShardOfModel:
-    """One worker's shard, and the tokenizer (the lead's only)."""
+    """One worker's shard (shard `index` of n_shards), and the tokenizer (the lead's only)."""
 
     shard: Shard
     tokenizer: Tokenizer | None
+    index: int
+    n_shards: int
 
     @property
-    def config(self) -> GPT2Config:
+    def config(self):
         return self.shard.config
 
     @property
     def n_params(self) -> int:
-        """The whole model's parameters (a GPT-2's, with the LM head tied to the embedding)."""
-        return param_count(self.config)
+        """The whole model's parameters (with a tied LM head counted once)."""
+        return self.shard.architecture.param_count(self.config)
 
 
-async def read_shard(source: Source, cache: Cache, progress: Progress, label: str, options: dict,
+async def read_shard(source: Source, cache: Cache, progress: LoadProgress, label: str, request: LoadRequest,
                      index: int, n_shards: int, commit: str | None) -> ShardOfModel | Model:
     """Shard `index` of n_shards (at most one per head), read tensor by tensor from the cache
     (or the visitor's files) so the worker never holds more than its slice and one tensor. The
@@ -160,58 +160,22 @@ async def read_shard(source: Source, cache: Cache, progress: Progress, label: st
     or the browser cache failed (the other workers would have to download it again); the others
     are only asked once the lead has split it."""
     have = await fetch_files(source, cache, progress, label, streams=True)
-    config = parse_config(bytes(have["config.json"]))
-    n_shards = min(n_shards, config.n_head)
+    config = parse_config(bytes(have["config.json"]), ARCHITECTURES)
+    architecture = architecture_of(config)
+    n_shards = min(n_shards, architecture.max_shards(config))
     names = weight_files(have)
-    if index == 0 and (n_shards == 1 or names == [TORCH_BIN] or not (cache.usable or "local" in options)):
-        return await read_model(source, cache, progress, label, options, have)
+    if index == 0 and (n_shards == 1 or names == [TORCH_BIN] or not (cache.usable or request.local is not None)):
+        return await read_model(source, cache, progress, label, request, have)
     tokenizer = None
     if index == 0:
-        progress.push("shards", n_shards=n_shards, commit=commit)  # the files are cached: the others may start
-        tokenizer = await wasm_tokenizer(read_tokenizer_files(have), options["tiktoken"])
+        progress.push(Shards(n_shards, commit))  # the files are cached: the others may start
+        tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
         check_vocabulary(tokenizer, config)
-    builder = ParamsBuilder(config, ShardSlicer(config, index, n_shards))
+    builder = ParamsBuilder(architecture, config, architecture.ShardSlicer(config, index, n_shards))
     for name, weights in [(name, have.pop(name)) for name in names]:
         stream = file_stream(builder, weights.size, name)
         async for block in weights.blocks():
             stream.feed(block)
         stream.finish()
-    return ShardOfModel(Shard(builder.finish(), config, index, n_shards, sliced=True), tokenizer)
+    return ShardOfModel(Shard(config, builder.finish()), tokenizer, index, n_shards)
 
-
-async def cache_models() -> str:
-    """JSON {models: [{endpoint, repo, revision, files, bytes, partial}], storage: {usage,
-    quota}, off: why the cache is unusable or null}."""
-    cache = await Cache.open()
-    models = await cache.models() if cache.usable else []
-    storage = json.loads(await idb.estimate())
-    return json.dumps({"models": models, "storage": storage, "off": cache.off})
-
-
-async def cache_delete(model: str) -> str:
-    """Delete one cached model, JSON {endpoint, repo, revision}, or every one for "{}";
-    returns cache_models()."""
-    wanted = json.loads(model)
-    prefix = tuple(wanted[k] for k in ("endpoint", "repo", "revision")) if wanted else ()
-    cancel_jobs(prefix)
-    await (await Cache.open()).delete(prefix)
-    return await cache_models()
-
-
-async def model_size(model: str) -> str:
-    """What loading a hub model, JSON {endpoint, repo, revision}, will cost: JSON {cached: true,
-    bytes} when the browser cache holds its weights, else {cached: false, bytes: the weights'
-    download size from the Hub's listing}; {error} when the Hub cannot be asked."""
-    wanted = json.loads(model)
-    cache = await Cache.open()
-    try:
-        source = await hub_files(wanted["endpoint"], check_repo_id(wanted["repo"]), wanted["revision"], cache)
-    except OSError as e:
-        return json.dumps({"error": str(e)})
-    names = listed_weight_files(source.listing)
-    model = (source.endpoint, source.repo, source.commit)
-    row = next((row for row in (await cache.models() if cache.usable else [])
-                if (row["endpoint"], row["repo"], row["revision"]) == model), None)
-    cached = bool(names) and row is not None and not row["partial"] and set(names) <= set(row["files"])
-    return json.dumps({"cached": cached, "bytes": sum(source.listing[name].size for name in names),
-                       "host": source.host})

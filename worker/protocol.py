@@ -1,28 +1,269 @@
-"""The JSON the page and the workers exchange for a reply: shared by the model worker and the
-shard workers of the multi-worker split."""
+"""Every message between the page and the model workers, defined once (as web-llm's message.ts
+does): what the page sends to a worker's exported functions, what they answer, and the events a
+worker pushes. All travel as JSON strings, except the float32 arrays the shards exchange.
+client/protocol.js is generated from this file (`python3 -m worker.protocol`) and a test keeps
+it current: the JavaScript side names the same functions, events and fields.
+
+Runs in the worker (Pyodide) and in CPython (tests, the generator); imports nothing browser-only.
+"""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+import sys
+from dataclasses import asdict, dataclass, fields, replace
+from typing import ClassVar
 
 from engine import GenerationSettings, Step
 from engine.chat import chat_prompt
 from engine.generation import TokenizerLike
+from model_loader.hub import DEFAULT_ENDPOINT
+
+# ---- requests -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """load, shard_load: a Hub repository, or the visitor's files ({file name: blob URL}, local).
+    tiktoken: the base URL of the npm tiktoken package the worker tokenises with."""
+
+    tiktoken: str
+    repo: str | None = None
+    revision: str = "main"
+    endpoint: str = DEFAULT_ENDPOINT
+    local: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """start, shard_start: {prompt} continues a text; {turns: [[role, text], ...], style:
+    "transcript" | "eot"} asks for the next assistant turn. settings: GenerationSettings fields."""
+
+    prompt: str | None = None
+    turns: list[list[str]] | None = None
+    style: str = "transcript"
+    settings: dict | None = None
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """model_size, cache_delete: one Hub model ({} for cache_delete: every model)."""
+
+    endpoint: str
+    repo: str
+    revision: str
+
+
+# ---- replies --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """Any request that failed, and why (the app stays usable)."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class LoadReply:
+    """load: the model is ready. not_cached says why nothing was kept in the browser, or null."""
+
+    repo: str
+    commit: str | None
+    host: str | None
+    n_params: int
+    n_ctx: int
+    n_layer: int
+    seconds: float
+    from_cache: bool
+    downloaded: int
+    not_cached: str | None
+    n_shards: int = 1
+
+
+@dataclass(frozen=True)
+class ShardLoadReply(LoadReply):
+    """shard_load: as load's, plus this shard (index shard of n_shards) and the sizes the page
+    needs to move its arrays."""
+
+    shard: int = 0
+    heads: int = 0
+    n_embd: int = 0
+    n_vocab: int = 0
+    shard_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class StartReply:
+    """start, shard_start: the reply has begun. feed (shard_start only): [ids, position] of the
+    first forward pass."""
+
+    prompt_tokens: int
+    n_ctx: int
+    feed: list | None = None
+
+
+@dataclass(frozen=True)
+class StepReply:
+    """step, shard_next, shard_run: one token. top: the likeliest tokens as [text, probability];
+    finish: null, "length", "stop" or "eos"; dropped: tokens that left the context window;
+    feed (shards): the next forward pass, or null when the reply is over."""
+
+    text: str
+    token_id: int
+    prob: float
+    top: list[list]
+    finish: str | None
+    dropped: int
+    feed: list | None = None
+
+
+@dataclass(frozen=True)
+class CachedModels:
+    """cache_models, cache_delete: models [{endpoint, repo, revision, files, bytes, partial}],
+    storage {usage, quota}, off: why the cache is unusable, or null."""
+
+    models: list[dict]
+    storage: dict
+    off: str | None
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """model_size: the download size of a Hub model's weights (from the Hub's listing), whether
+    the browser holds them all, and the host they come from (null: the default Hub)."""
+
+    cached: bool
+    bytes: int
+    host: str | None
+
+
+@dataclass(frozen=True)
+class Busy:
+    """shard_busy: seconds computing in exchanges and waiting for the other shards, since the last call."""
+
+    seconds: float
+    calls: int
+    wait: float
+
+
+# ---- events (worker.push) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Bytes of each file so far, {name: [received, total]}; speed in bytes/s; cached: read from
+    the browser; host: where the bytes come from, when not the default Hub."""
+
+    kind: ClassVar[str] = "progress"
+    file: str
+    files: dict[str, list[int]]
+    cached: bool
+    speed: float
+    host: str | None
+
+
+@dataclass(frozen=True)
+class Status:
+    """A line for the status bar."""
+
+    kind: ClassVar[str] = "status"
+    text: str
+
+
+@dataclass(frozen=True)
+class Shards:
+    """The lead has the files in the browser cache: the other workers may load their shards (of
+    n_shards) of this commit."""
+
+    kind: ClassVar[str] = "shards"
+    n_shards: int
+    commit: str | None
+
+
+EVENTS = (Progress, Status, Shards)
+
+# The model worker's exported functions: (request, reply). Arrays: Float32Array in or out.
+FUNCTIONS = {
+    "load": (LoadRequest, LoadReply), "release": (None, None), "defaults": (None, "GenerationSettings fields"),
+    "start": (StartRequest, StartReply), "step": (None, StepReply), "stop": (None, None),
+    "tokenize": ("text", "token ids"), "heap_bytes": (None, "bytes"),
+    "cache_models": (None, CachedModels), "cache_delete": (ModelRequest, CachedModels),
+    "model_size": (ModelRequest, ModelSize),
+    "shard_load": (LoadRequest, ShardLoadReply), "shard_start": (StartRequest, StartReply),
+    "shard_feed": ("ids, position", "Float32Array"), "shard_exchange": ("Float32Array[]", "Float32Array"),
+    "shard_next": (None, StepReply), "shard_run": ("ids, position", StepReply), "shard_stop": (None, None),
+    "shard_share": ("Int32Array, Float32Array", None), "shard_busy": (None, Busy),
+}
+
+
+def encode(message) -> str:
+    """A reply or an event as the JSON the page reads (an event with its kind)."""
+    kind = {"kind": message.kind} if hasattr(message, "kind") else {}
+    return json.dumps({**kind, **asdict(message)})
+
+
+def read(kind: type, text: str):
+    """A request from its JSON; unknown fields are refused (ValueError)."""
+    values = json.loads(text)
+    known = {f.name for f in fields(kind)}
+    if not isinstance(values, dict) or values.keys() - known:
+        raise ValueError(f"{kind.__name__}: unexpected fields {sorted(set(values) - known) if isinstance(values, dict) else values!r}")
+    return kind(**values)
 
 
 def read_start(request: str, tokenizer: TokenizerLike) -> tuple[list[int], GenerationSettings]:
-    """The prompt ids and settings of a start request: {"prompt": text} continues a text;
-    {"turns": [[role, text], ...], "style": "transcript" | "eot"} asks for the next assistant
-    turn; "settings" holds GenerationSettings fields. Bad settings raise ValueError."""
-    options = json.loads(request)
-    settings = GenerationSettings.from_dict(options.get("settings", {}))
-    if "turns" in options:
-        ids, stops = chat_prompt([tuple(turn) for turn in options["turns"]], tokenizer, options["style"])
+    """The prompt ids and settings of a start request. Bad settings raise ValueError."""
+    start = read(StartRequest, request)
+    settings = GenerationSettings.from_dict(start.settings or {})
+    if start.turns is not None:
+        ids, stops = chat_prompt([tuple(turn) for turn in start.turns], tokenizer, start.style)
         return ids, replace(settings, stop=settings.stop + stops)
-    return tokenizer.encode(options["prompt"]), settings
+    return tokenizer.encode(start.prompt or ""), settings
 
 
-def step_fields(step: Step, tokenizer) -> dict:
-    """{text, token_id, prob, top, finish, dropped}; top lists the likeliest tokens as [text, probability]."""
-    return {"text": step.text, "token_id": step.token_id, "prob": step.prob,
-            "top": [[tokenizer.decode([i]), p] for i, p in step.top], "finish": step.finish, "dropped": step.dropped}
+def step_reply(step: Step, tokenizer, feed: list | None = None) -> StepReply:
+    return StepReply(text=step.text, token_id=step.token_id, prob=step.prob,
+                     top=[[tokenizer.decode([i]), p] for i, p in step.top], finish=step.finish,
+                     dropped=step.dropped, feed=feed)
+
+
+# ---- client/protocol.js ---------------------------------------------------------------------
+
+JS_TYPES = {"str": "string", "int": "number", "float": "number", "bool": "boolean", "dict": "object", "list": "Array"}
+
+
+def js_type(annotation: str) -> str:
+    """A field's annotation ("str | None", "dict[str, list[int]]") as a JSDoc type."""
+    kinds = [JS_TYPES.get(part.strip().split("[")[0], "object") if part.strip() != "None" else "null"
+             for part in annotation.split(" | ")]
+    return kinds[0] if len(kinds) == 1 else "(" + "|".join(kinds) + ")"
+
+
+def js_typedef(message: type) -> list[str]:
+    doc = " ".join((message.__doc__ or "").split())
+    lines = ["/**", f" * @typedef {{object}} {message.__name__}  {doc}"]
+    if hasattr(message, "kind"):
+        lines.append(f' * @property {{"{message.kind}"}} kind')
+    lines += [f" * @property {{{js_type(f.type)}}} {f.name}" for f in fields(message)]
+    return lines + [" */"]
+
+
+def javascript() -> str:
+    """The JavaScript side of this protocol: a JSDoc typedef of every message, the event kinds
+    and the model worker's functions."""
+    messages = [m for m in vars(sys.modules[__name__]).values()
+                if isinstance(m, type) and m.__module__ == __name__ and hasattr(m, "__dataclass_fields__")]
+    out = ["// The messages between the page and the model workers. Generated from worker/protocol.py by",
+           "// `python3 -m worker.protocol > client/protocol.js`: edit that file, not this one.", ""]
+    for message in messages:
+        out += js_typedef(message) + [""]
+    out.append("/** The kinds of the events a worker pushes (its postMessage). */")
+    out.append("export const EVENT = Object.freeze({" + ", ".join(f'{e.kind}: "{e.kind}"' for e in EVENTS) + "});")
+    out.append("")
+    out.append("/** The model worker's exported functions. */")
+    out.append("export const FUNCTIONS = Object.freeze([" + ", ".join(f'"{name}"' for name in FUNCTIONS) + "]);")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(javascript())

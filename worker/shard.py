@@ -1,24 +1,27 @@
-"""One shard of a model split over several workers (engine/parallel.py), driven by the
-coordinator in app/parallel.js. Exported through worker/worker.py as shard_*; arrays travel
+"""One shard of a model split over several workers (engine/parallel.py's Shard), moved by the
+coordinator in client/parallel.js. Exported through worker/worker.py as shard_*; arrays travel
 as Float32Array (copied once each way), everything else as JSON strings.
 
-Every shard: shard_load, then per forward pass shard_feed and 2 * n_layer + 1 shard_exchange.
-Shard 0, the lead, also holds the generation state: shard_start and shard_next (the logits
-in, the step out, with the next feed)."""
+Every shard: shard_load, then per forward pass shard_feed and shard_exchange until it answers
+an empty array (the pass is over). Each exchange takes every shard's last partials and sums them
+here (engine.parallel.all_reduce), so the page only moves arrays. Shard 0, the lead, also holds
+the generation state: shard_start, and shard_next (the step, with the next feed)."""
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 import js
 import numpy as np
 
 from engine import Model
 from engine.generation import Decoder
-from engine.parallel import Shard
+from engine.parallel import Shard, all_reduce
 from worker.loading import ShardOfModel, load_checkpoint
-from worker.protocol import read_start, step_fields
+from worker.protocol import (Busy, ErrorReply, LoadReply, LoadRequest, ShardLoadReply, StartReply, encode, read_start,
+                             step_reply)
 
 state: dict = {"shard": None, "tokenizer": None, "decoder": None}
 busy = {"seconds": 0.0, "calls": 0, "wait": 0.0}  # time computing in exchanges, and waiting for peers
@@ -51,61 +54,64 @@ def release() -> None:
     state.update(shard=None, tokenizer=None, decoder=None)
 
 
-async def shard_load(request: str, index: int, n_shards: int, push: Callable[..., None]) -> tuple[Model | None, str]:
-    """Load shard `index` of n_shards of a model (at most one shard per attention head: the
-    lead answers how many are used). The reply: load's facts plus {shard, n_shards, heads,
-    n_embd, n_vocab, shard_bytes}, or {error}. A model that is not split (one head, a .bin
-    checkpoint, no browser cache) comes back whole, with n_shards 1, for worker.load's state."""
-    loaded, reply = await load_checkpoint(json.loads(request), push, (int(index), int(n_shards)))
+async def shard_load(request: LoadRequest, index: int, n_shards: int, push: Callable
+                     ) -> tuple[Model | None, LoadReply | ErrorReply]:
+    """Load shard `index` of n_shards of a model (at most as many shards as the model allows:
+    the lead answers how many are used): a ShardLoadReply. A model that is not split (one head,
+    a .bin checkpoint, no browser cache) comes back whole, with a LoadReply (n_shards 1), for
+    worker.load's state."""
+    loaded, reply = await load_checkpoint(request, push, (int(index), int(n_shards)))
     if not isinstance(loaded, ShardOfModel):
-        return loaded, json.dumps(reply if loaded is None else {**reply, "n_shards": 1})
-    shard = loaded.shard
-    state.update(shard=shard, tokenizer=loaded.tokenizer)
-    return None, json.dumps({**reply, "shard": shard.index, "n_shards": shard.n_shards, "heads": shard.n_head,
-                             "n_embd": shard.config.n_embd, "n_vocab": shard.config.n_vocab,
-                             "shard_bytes": shard.nbytes})
+        return loaded, reply
+    state.update(shard=loaded, tokenizer=loaded.tokenizer)
+    shard, config = loaded.shard, loaded.config
+    return None, ShardLoadReply(**{**asdict(reply), "n_shards": loaded.n_shards}, shard=loaded.index,
+                                heads=shard.n_head, n_embd=config.n_embd, n_vocab=config.n_vocab,
+                                shard_bytes=shard.nbytes)
 
 
 def shard_start(request: str) -> str:
-    """Lead only: begin a reply (the request as worker.start's). {prompt_tokens, n_ctx, feed: [ids,
-    position]} or {error}."""
-    shard, tokenizer = state["shard"], state["tokenizer"]
+    """Lead only: begin a reply (a StartRequest): a StartReply with the first feed, or an ErrorReply."""
+    config, tokenizer = state["shard"].config, state["tokenizer"]
     try:
         ids, settings = read_start(request, tokenizer)
-    except ValueError as e:
-        return json.dumps({"error": str(e)})
-    decoder = state["decoder"] = Decoder(shard.config, tokenizer, ids, settings)
-    return json.dumps({"prompt_tokens": decoder.prompt_tokens, "n_ctx": shard.config.n_ctx, "feed": decoder.feed})
+    except (TypeError, ValueError) as e:
+        return encode(ErrorReply(str(e)))
+    decoder = state["decoder"] = Decoder(config.n_ctx, tokenizer, ids, settings)
+    return encode(StartReply(prompt_tokens=decoder.prompt_tokens, n_ctx=config.n_ctx, feed=decoder.feed))
 
 
 def shard_feed(ids: str, position: int):
-    """Start a forward pass of `ids` (JSON) at cache `position`; this shard's embedding rows."""
-    return to_float32array(state["shard"].feed(json.loads(ids), int(position)))
+    """Start a forward pass of `ids` (JSON) at cache `position`; this shard's first partials."""
+    return to_float32array(state["shard"].shard.feed(json.loads(ids), int(position)))
 
 
-def shard_exchange(total):
-    """The sum of every shard's last partials in; the next partials (or logits slice) out."""
+def shard_exchange(partials):
+    """Every shard's last partials in (a JS array of Float32Arrays, in shard order); summed here,
+    the next partials out, or an empty array once the pass is over (the lead then has the logits)."""
     start = time.perf_counter()
-    out = to_float32array(state["shard"].exchange(to_numpy(total)))
+    partial = state["shard"].shard.exchange(all_reduce([to_numpy(p) for p in partials]))
+    out = to_float32array(np.empty(0, dtype=np.float32) if partial is None else partial)
     busy["seconds"] += time.perf_counter() - start
     busy["calls"] += 1
     return out
 
 
 def shard_busy() -> str:
-    """JSON {seconds, calls, wait}: time computing in exchanges and waiting for the other shards
-    (shard_run) since the last call (then reset)."""
-    reply = json.dumps(busy)
+    """A Busy: time computing in exchanges and waiting for the other shards (shard_run) since
+    the last call (then reset)."""
+    reply = encode(Busy(**busy))
     busy.update(seconds=0.0, calls=0, wait=0.0)
     return reply
 
 
-def shard_share(ctrl, data, logits) -> None:
+def shard_share(ctrl, data) -> None:
     """Cross-origin-isolated pages: all-reduce through SharedArrayBuffers shared by every shard.
     ctrl: Int32Array [arrivals, generation] (a barrier); data: Float32Array of 2 * n_shards slots
-    (two sets, used in turn) of n_ctx * n_embd; logits: Float32Array (n_vocab,)."""
+    (two sets, used in turn), each as long as the longest partial (the prompt's activations, or
+    the logits)."""
     shared.clear()
-    shared.update(ctrl=ctrl, data=data, logits=logits, exchange=0)
+    shared.update(ctrl=ctrl, data=data, exchange=0)
 
 
 def barrier(n_shards: int) -> None:
@@ -128,60 +134,51 @@ def barrier(n_shards: int) -> None:
         atomics.wait(ctrl, 1, generation, 1000)
 
 
-def shared_all_reduce(partial: np.ndarray, shard: Shard) -> np.ndarray:
-    """Every shard's partial summed in shard order (as engine.parallel.all_reduce): write ours
-    into our slot of this exchange's set, wait for all, read every slot. Two sets used in turn:
-    no shard can write an exchange's set again before all have read it (they passed a barrier)."""
-    data, n = shared["data"], shard.n_shards
+def shared_all_reduce(partial: np.ndarray) -> np.ndarray:
+    """Every shard's partial summed in shard order (engine.parallel.all_reduce): write ours into
+    our slot of this exchange's set, wait for all, read every slot. Two sets used in turn: no
+    shard can write an exchange's set again before all have read it (they passed a barrier)."""
+    data, index, n = shared["data"], state["shard"].index, state["shard"].n_shards
     slot = data.length // (2 * n)
     first = (shared["exchange"] % 2) * n * slot
     shared["exchange"] += 1
-    partial = np.ascontiguousarray(partial, dtype=np.float32).reshape(-1)
+    shape, partial = partial.shape, np.ascontiguousarray(partial, dtype=np.float32).reshape(-1)
     size = partial.size
-    data.subarray(first + shard.index * slot, first + shard.index * slot + size).assign(partial)
+    data.subarray(first + index * slot, first + index * slot + size).assign(partial)
     start = time.perf_counter()
     barrier(n)
     busy["wait"] += time.perf_counter() - start
-    total, part = np.empty(size, dtype=np.float32), np.empty(size, dtype=np.float32)
-    data.subarray(first, first + size).assign_to(total)
-    for j in range(1, n):
-        data.subarray(first + j * slot, first + j * slot + size).assign_to(part)
-        total += part
-    return total
+    parts = [to_numpy(data.subarray(first + j * slot, first + j * slot + size)) for j in range(n)]
+    return all_reduce(parts).reshape(shape)
 
 
 def shard_run(ids: str, position: int) -> str:
     """Cross-origin-isolated pages: a whole forward pass of `ids` at cache `position`, every shard
     at once, all-reducing among themselves. The lead then picks the next token and returns the
     step as shard_next does; the others return "null"."""
-    shard: Shard = state["shard"]
+    shard: Shard = state["shard"].shard
     partial = shard.feed(json.loads(ids), int(position))
-    for _ in range(2 * shard.config.n_layer + 1):
-        total = shared_all_reduce(partial, shard)
+    while partial is not None:
+        total = shared_all_reduce(partial)
         start = time.perf_counter()
         partial = shard.exchange(total)
         busy["seconds"] += time.perf_counter() - start
         busy["calls"] += 1
-    logits = shared["logits"]
-    logits.subarray(shard.vocab.start, shard.vocab.stop).assign(np.ascontiguousarray(partial[-1]))
-    barrier(shard.n_shards)
-    if shard.index != 0:
-        return "null"
-    return next_step(to_numpy(logits))
+    return next_step() if state["shard"].index == 0 else "null"
 
 
-def shard_next(logits) -> str:
-    """Lead only: the full logits of the last position in; the step as worker.step's, plus
-    feed: [ids, position] for the next pass, or null when the reply is finished."""
-    return next_step(to_numpy(logits))
+def shard_next() -> str:
+    """Lead only, once a pass is over: a StepReply, with feed: [ids, position] for the next
+    pass, or null when the reply is finished."""
+    return next_step()
 
 
-def next_step(logits: np.ndarray) -> str:
+def next_step() -> str:
     decoder: Decoder = state["decoder"]
-    token = decoder.next(logits)
+    token = decoder.next(state["shard"].shard.logits[-1])
     if decoder.feed is None:
         state["decoder"] = None
-    return json.dumps({**step_fields(token, state["tokenizer"]), "feed": decoder.feed})
+    return encode(step_reply(token, state["tokenizer"], decoder.feed))
 
 
 def shard_stop() -> None:

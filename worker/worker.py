@@ -10,27 +10,29 @@ from polyscript import xworker
 
 from engine import GenerationSettings, Model
 from worker import shard
-from worker.loading import cache_delete, cache_models, load_checkpoint, model_size
-from worker.protocol import read_start, step_fields
+from worker.cache_manager import cache_delete, cache_models, model_size
+from worker.loading import load_checkpoint
+from worker.protocol import FUNCTIONS, ErrorReply, LoadRequest, StartReply, encode, read, read_start, step_reply
 from worker.shard import (shard_busy, shard_exchange, shard_feed, shard_next, shard_run, shard_share, shard_start,
                           shard_stop)
 
 state: dict = {"model": None, "steps": None}
 
 
-def push(kind: str, **data) -> None:
-    """Send an event to the main thread (it listens with the worker's onmessage)."""
-    xworker.postMessage(json.dumps({"kind": kind, **data}))
+def push(event) -> None:
+    """Send an event (worker.protocol) to the main thread (it listens with the worker's onmessage)."""
+    xworker.postMessage(encode(event))
 
 
 async def load(request: str) -> str:
-    """Load a model, freeing the previous one first. request is JSON {repo, revision, endpoint,
-    tiktoken} for the hub, or {local: {file name: blob URL}, tiktoken} for the visitor's files.
-    The reply: {repo, commit, n_params, n_ctx, n_layer, seconds, from_cache, downloaded,
-    not_cached (why nothing was cached, or null)} or {error}."""
+    """Load a model (a LoadRequest), freeing the previous one first: a LoadReply or an ErrorReply."""
     release()
-    state["model"], reply = await load_checkpoint(json.loads(request), push)
-    return json.dumps(reply)
+    try:
+        wanted = read(LoadRequest, request)
+    except (TypeError, ValueError) as e:
+        return encode(ErrorReply(str(e)))
+    state["model"], reply = await load_checkpoint(wanted, push)
+    return encode(reply)
 
 
 def release() -> None:
@@ -45,23 +47,22 @@ def defaults() -> str:
 
 
 def start(request: str) -> str:
-    """Begin a reply (the request: see worker.protocol.read_start). The reply: {prompt_tokens,
-    n_ctx}, or {error} for bad settings."""
+    """Begin a reply (a StartRequest): a StartReply, or an ErrorReply for bad settings."""
     model: Model = state["model"]
     try:
         ids, settings = read_start(request, model.tokenizer)
-    except ValueError as e:
-        return json.dumps({"error": str(e)})
+    except (TypeError, ValueError) as e:
+        return encode(ErrorReply(str(e)))
     state["steps"] = model.generate(ids, settings)
-    return json.dumps({"prompt_tokens": len(ids), "n_ctx": model.config.n_ctx})
+    return encode(StartReply(prompt_tokens=len(ids), n_ctx=model.config.n_ctx))
 
 
 def step() -> str:
-    """The next token of the current reply (see worker.protocol.step_fields)."""
+    """The next token of the current reply: a StepReply."""
     token = next(state["steps"])
     if token.finish:
         state["steps"] = None
-    return json.dumps(step_fields(token, state["model"].tokenizer))
+    return encode(step_reply(token, state["model"].tokenizer))
 
 
 def stop() -> None:
@@ -85,14 +86,16 @@ def heap_bytes() -> float:
 
 
 async def shard_load(request: str, index: int, n_shards: int) -> str:
-    """Load a model as one shard of several workers (worker/shard.py, app/parallel.js); a model
-    that is not split is loaded whole, as by load (the reply says n_shards 1)."""
+    """Load a model (a LoadRequest) as one shard of several workers (worker/shard.py,
+    client/parallel.js): a ShardLoadReply; a model that is not split is loaded whole, as by load
+    (a LoadReply with n_shards 1)."""
     release()
-    state["model"], reply = await shard.shard_load(request, index, n_shards, push)
-    return reply
+    try:
+        wanted = read(LoadRequest, request)
+    except (TypeError, ValueError) as e:
+        return encode(ErrorReply(str(e)))
+    state["model"], reply = await shard.shard_load(wanted, index, n_shards, push)
+    return encode(reply)
 
 
-__export__ = ["load", "release", "defaults", "start", "step", "stop", "tokenize", "heap_bytes",
-              "cache_models", "cache_delete", "model_size",
-              "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_stop",
-              "shard_busy", "shard_share", "shard_run"]
+__export__ = list(FUNCTIONS)  # the protocol's functions, each defined or imported above

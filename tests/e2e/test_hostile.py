@@ -11,13 +11,13 @@ BROKEN_CONVERSATION = '{"mode": "chat", "messages": 5}'
 
 
 def test_a_seed_of_minus_one_is_refused_and_the_next_reply_works(chat):
-    seed = chat.page.locator("#seed")
+    seed = chat.page.get_by_label("Seed")
     chat.page.evaluate("() => { document.getElementById('settings').open = true; }")
     seed.fill("-1")
     chat.page.get_by_role("textbox", name="Message").fill("Once upon a time")
     chat.page.get_by_role("button", name="Send").click()
-    chat.page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Could not write a reply')")
-    assert "seed must be a whole number >= 0" in chat.status()
+    refused = "Could not write a reply: seed must be a whole number >= 0"  # not an earlier test's refusal
+    chat.page.wait_for_function("text => document.getElementById('status').textContent.startsWith(text)", arg=refused)
     seed.fill("")
     chat.page.evaluate("() => { document.getElementById('settings').open = false; }")
     assert chat.page.get_by_role("button", name="Send").is_enabled()

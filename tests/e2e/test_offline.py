@@ -99,7 +99,7 @@ def test_the_service_worker_leaves_range_requests_and_other_origins_alone(open_a
 
 def test_the_service_worker_pins_the_runtime_of_runtime_js():
     """sw.js keeps the runtime cache-first under a name made of its pins: they must be the ones
-    app/runtime.js loads, or a bump would be served from the old copy."""
+    client/runtime.js loads, or a bump would be served from the old copy."""
     pins = re.compile(r'"(https://cdn\.jsdelivr\.net/[^"]+/)"')
-    assert set(pins.findall((ROOT / "sw.js").read_text())) == set(pins.findall((ROOT / "app" / "runtime.js").read_text()))
+    assert set(pins.findall((ROOT / "sw.js").read_text())) == set(pins.findall((ROOT / "client" / "runtime.js").read_text()))
     assert len(set(pins.findall((ROOT / "sw.js").read_text()))) == 4

@@ -1,4 +1,4 @@
-"""A model split over several workers (app/parallel.js, worker/shard.py, engine/parallel.py):
+"""A model split over several workers (client/parallel.js, worker/shard.py, engine/parallel.py):
 the same tokens as one worker and as the CPython engine."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 from support import fixture_model
 from tools.make_random_checkpoint import make_checkpoint
 from engine import GenerationSettings
-from engine.parallel import generate_sharded, make_shards
+from engine.generation import generate
+from engine.parallel import make_shards
 
 PROMPT = "The old lighthouse keeper"
 
@@ -24,7 +25,7 @@ def test_sharded_page_writes_the_single_worker_greedy_reply(open_plain, hub, nam
     model = fixture_model(name)
     settings = GenerationSettings(temperature=0, max_new_tokens=30)
     single = list(model.generate(PROMPT, settings))
-    sharded = list(generate_sharded(make_shards(model.params, model.config, workers), model.tokenizer, PROMPT, settings))
+    sharded = list(generate(make_shards(model.params, model.config, workers), model.tokenizer, PROMPT, settings))
     assert [s.token_id for s in sharded] == [s.token_id for s in single]
     app = open_plain("examples/parallel/", model=f"test/{name}", endpoint=hub.url, prompt=PROMPT,
                      workers=workers, max_new_tokens=30)

@@ -1,14 +1,23 @@
-"""The runtime: the browser tokenizer equals CPython's, and the page also runs from the public
-CDNs (served here from vendor/ through Playwright routes, since no CDN can be reached)."""
+"""The runtime: the browser tokenizer equals CPython's, the page also runs from the public CDNs
+(served here from vendor/ through Playwright routes, since no CDN can be reached), and a published
+site, with vendor/ or without, picks its runtime with no failed request."""
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import shutil
 import subprocess
 import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from support import CORPUS, ROOT, fixture_model
+from test_vendor_runtime import static_files
 from tests.e2e.conftest import AppPage, app_url
 from tools.serve import AppServer
 
@@ -102,18 +111,83 @@ def test_status_walks_through_boot_and_load(open_app, hub):
     assert seen[-1].startswith("Ready: test/tiny")
 
 
-def test_the_site_works_where_github_pages_runs_jekyll(browser, hub):
-    """Published from a branch, Pages drops every name starting with "_" (engine/__init__.py
-    among them) unless the site has a .nojekyll file, which this repository has."""
-    assert (ROOT / ".nojekyll").is_file()
-    with AppServer(ROOT, jekyll=True) as server:
+def test_the_harness_sees_a_failed_request(open_app):
+    """Chromium reports a failed load (e.g. a 404) as a console error, which fails every browser test."""
+    app = open_app()
+    app.page.evaluate("fetch('no-such-file.js')")
+    deadline = time.monotonic() + 10
+    while not any("Failed to load resource" in error and "404" in error for error in app.errors):
+        assert time.monotonic() < deadline, app.errors
+        app.page.wait_for_timeout(100)
+    app.errors.clear()
+
+
+def checkout(folder: Path) -> Path:
+    """The repository's files in `folder`, as a clone has them (tracked and new files, nothing
+    ignored: no vendor/)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for name in listed:
+        if name and (ROOT / name).is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, folder / name)
+    return folder
+
+
+def workflow_script(step: str) -> str:
+    """The shell script (`run: |`) of one step of the Pages workflow."""
+    lines = (ROOT / ".github" / "workflows" / "pages.yml").read_text().splitlines()
+    start = lines.index(f"      - name: {step}")
+    run = next(i for i in range(start, len(lines)) if lines[i].strip() == "run: |")
+    indent = len(lines[run]) - len(lines[run].lstrip())
+    body = itertools.takewhile(lambda line: not line.strip() or len(line) - len(line.lstrip()) > indent, lines[run + 1:])
+    return textwrap.dedent("\n".join(body))
+
+
+def publish_with_vendor(folder: Path) -> Path:
+    """The site .github/workflows/pages.yml publishes: its "Collect the site" step run on a checkout
+    whose vendor/ is filled."""
+    shutil.copytree(ROOT / "vendor", checkout(folder) / "vendor")
+    subprocess.run(["bash", "-euo", "pipefail", "-c", workflow_script("Collect the site")], cwd=folder, check=True)
+    return folder / "_site"
+
+
+@contextlib.contextmanager
+def published_site(build: str, folder: Path):
+    """A server for the site as published with vendor/ (by the Pages workflow, on a plain static
+    server), or from the branch (the repository as it is, without vendor/, on a server that
+    drops names starting with "_" as Pages' Jekyll step does unless there is a .nojekyll)."""
+    if build == "with vendor":
+        with static_files(publish_with_vendor(folder)) as base:
+            yield SimpleNamespace(url=base.rstrip("/"))
+    else:
+        assert (ROOT / ".nojekyll").is_file()
+        with AppServer(checkout(folder), jekyll=True) as server:
+            yield server
+
+
+@pytest.mark.parametrize("build", ["with vendor", "from the branch"])
+def test_a_published_site_chooses_its_runtime_without_a_failed_request(browser, hub, tmp_path, build):
+    """Published with vendor/ the page uses it and no CDN; published without, it uses the pinned CDN
+    and asks nothing of vendor/. Either way no request fails (a failed one is a console error)."""
+    cdn = build == "from the branch"
+    with published_site(build, tmp_path) as server:
         context = browser.new_context()
+        if cdn:
+            serve_cdn_from_vendor(context)
         try:
-            app = AppPage(context.new_page(), app_url(server, model="test/tiny", endpoint=hub.url, temperature=0,
-                                                      max_new_tokens=12))
+            failed = []
+            page = context.new_page()
+            page.on("response", lambda response: response.status >= 400 and failed.append((response.url, response.status)))
+            page.on("requestfailed", lambda request: failed.append((request.url, request.failure)))
+            app = AppPage(page, app_url(server, model="test/tiny", endpoint=hub.url, temperature=0, max_new_tokens=12),
+                          ("127.0.0.1", "cdn.jsdelivr.net") if cdn else ("127.0.0.1",))
             app.wait_status("Ready")
             app.send("Hello world")
             assert app.wait_reply_done()
-            assert app.errors == []
+            assert failed == [] and app.errors == [] and app.foreign_requests() == []
+            assert app.page.evaluate("globalThis.RUNTIME.local") is not cdn
+            assert any("/vendor/" in url for url in app.requests) is not cdn
+            assert any(url.startswith("https://cdn.jsdelivr.net/") for url in app.requests) is cdn
         finally:
             context.close()

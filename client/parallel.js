@@ -1,7 +1,7 @@
 // The model on every core: split over several workers (tensor parallelism; engine/parallel.py
 // has the math), or on one worker when only one is used.
 //
-//   import { loadParallel } from "./app/parallel.js";
+//   import { loadParallel } from "./client/parallel.js";
 //   const model = await loadParallel({ repo, revision, endpoint }, { workers: 2 });
 //   await model.start(JSON.stringify({ prompt, settings }));   // as the model worker's start()
 //   const step = JSON.parse(await model.step());                 // as its step()
@@ -11,15 +11,15 @@
 // page uses it in place of the worker; the chat page does (app/main.py). The worker count
 // follows the visitor's cores (workerCount). With several workers, each runs worker/worker.py
 // and holds one shard: a range of the heads, of the MLP's hidden units and of the vocabulary.
-// This module, on the page's thread, is the coordinator:
-// per forward pass it asks every shard for its partial float32 arrays (all shards at once, each
-// in its own worker), sums them in shard order (the all-reduce) and hands the sum back: once
-// for the embeddings, twice per layer, then it concatenates the logits. Shard 0 also holds the
+// This module, on the page's thread, only moves arrays: per forward pass it hands every shard
+// (all at once, each in its own worker) the partial float32 arrays of all of them, until the
+// shards say the pass is over; each sums them itself (worker/shard.py). Shard 0 also holds the
 // generation state (sampling, stop strings, context window). No SharedArrayBuffer is needed.
-// On a cross-origin-isolated page (COOP/COEP: tools/serve.py --isolated) the shards sum among
-// themselves through SharedArrayBuffers (Atomics for the barrier; every shard adds the slots
-// up in the same order, so the sums are the same), and this module calls each once per token.
+// On a cross-origin-isolated page (COOP/COEP: tools/serve.py --isolated) the shards exchange
+// their partials among themselves through SharedArrayBuffers (Atomics for the barrier), and
+// this module calls each once per token.
 
+import { EVENT } from "./protocol.js";
 import { MODEL_WORKER, chooseRuntime, startWorker } from "./runtime.js";
 
 export const MAX_WORKERS = 8;
@@ -32,27 +32,9 @@ export function workerCount(query = new URLSearchParams(location.search), cores 
   return Math.min(Math.max(n, 1), MAX_WORKERS);
 }
 
-/** Sum of equally long Float32Arrays, in order, rounded to float32 after each addition. */
-export function allReduce(partials) {
-  const total = Float32Array.from(partials[0]);
-  for (let p = 1; p < partials.length; p++) {
-    const part = partials[p];
-    for (let i = 0; i < total.length; i++) total[i] += part[i];
-  }
-  return total;
-}
-
 /** An event a worker pushed (worker.push: a JSON string), or {} for PyScript's own messages. */
 function pushed({ data }) {
   return typeof data === "string" ? JSON.parse(data) : {};
-}
-
-/** Concatenation of Float32Arrays. */
-function concat(parts) {
-  const out = new Float32Array(parts.reduce((n, part) => n + part.length, 0));
-  let at = 0;
-  for (const part of parts) { out.set(part, at); at += part.length; }
-  return out;
 }
 
 /**
@@ -89,7 +71,6 @@ export function pageModel(lead, workers) {
 export class ParallelModel {
   #workers = [];    // started workers; the first is the lead (shard 0, the cache, the tokenizer)
   #active = 0;      // how many hold the loaded model (1: the lead alone, unsplit)
-  #nLayer = 0;
   #step = null;     // the pending step's feed: [ids, position]
   #stopped = false;
   #booting = null;
@@ -142,7 +123,7 @@ export class ParallelModel {
     const options = { ...JSON.parse(request), tiktoken: (await chooseRuntime()).tiktoken };
     const listener = message => {
       const event = pushed(message);
-      if (event.kind === "progress" || event.kind === "status") onProgress?.(event);
+      if (event.kind === EVENT.progress || event.kind === EVENT.status) onProgress?.(event);
     };
     this.#workers[0].addEventListener("message", listener);
     this.#active = 0;
@@ -171,7 +152,7 @@ export class ParallelModel {
     let others = Promise.resolve([]);
     const startOthers = message => {
       const event = pushed(message);
-      if (event.kind !== "shards") return;
+      if (event.kind !== EVENT.shards) return;
       const request = event.commit ? { ...options, revision: event.commit } : options;  // no second look at a branch
       others = booting.then(running => running < event.n_shards ? null :
         Promise.all(Array.from({ length: event.n_shards - 1 }, (_, i) => load(request, i + 1, event.n_shards))));
@@ -194,13 +175,12 @@ export class ParallelModel {
     }
     const failed = rest.find(info => info.error);
     if (failed) return failed;
-    this.#nLayer = lead.n_layer;
     const shared = this.shared;
-    if (shared) {
-      const floats = size => new Float32Array(new SharedArrayBuffer(4 * size));
+    if (shared) {  // two sets of n slots, each as long as the longest partial: a prompt's activations or the logits
+      const slot = Math.max(lead.n_ctx * lead.n_embd, lead.n_vocab);
       const ctrl = new Int32Array(new SharedArrayBuffer(8));
-      const data = floats(2 * n * lead.n_ctx * lead.n_embd), logits = floats(lead.n_vocab);
-      await Promise.all(this.#shards(n).map(s => s.shard_share(ctrl, data, logits)));
+      const data = new Float32Array(new SharedArrayBuffer(4 * 2 * n * slot));
+      await Promise.all(this.#shards(n).map(s => s.shard_share(ctrl, data)));
     }
     this.#active = n;
     return { ...lead, workers: n, shared, shard_bytes: [lead, ...rest].map(info => info.shard_bytes) };
@@ -228,29 +208,29 @@ export class ParallelModel {
     if (this.info.shared) {
       const t0 = performance.now();
       const replies = await Promise.all(this.#shards().map(s => s.shard_run(JSON.stringify(ids), position)));
-      this.timings.exchanges += 2 * this.#nLayer + 1;
+      this.timings.exchanges += 1;
       this.timings.exchangeMs += performance.now() - t0;
       reply = JSON.parse(replies[0]);
     } else {
-      reply = JSON.parse(await this.#lead.shard_next(await this.forward(ids, position)));
+      await this.forward(ids, position);
+      reply = JSON.parse(await this.#lead.shard_next());
     }
     this.#step = reply.feed;
     delete reply.feed;
     return JSON.stringify(reply);
   }
 
-  /** One forward pass of `ids` written at cache `position`: the logits after the last one. */
+  /** One forward pass of `ids` written at cache `position`: every shard gets all partials,
+   * until they answer empty arrays (the lead then holds the logits). */
   async forward(ids, position) {
     const shards = this.#shards();
     let partials = await Promise.all(shards.map(s => s.shard_feed(JSON.stringify(ids), position)));
-    for (let k = 0; k <= 2 * this.#nLayer; k++) {
-      const total = allReduce(partials);
+    while (partials[0].length) {
       const t0 = performance.now();
-      partials = await Promise.all(shards.map(s => s.shard_exchange(total)));
+      partials = await Promise.all(shards.map(s => s.shard_exchange(partials)));
       this.timings.exchanges += 1;
       this.timings.exchangeMs += performance.now() - t0;
     }
-    return concat(partials);
   }
 
   async stop() {

@@ -1,4 +1,5 @@
-"""Command line: `python -m app generate --model … --prompt …` and `python -m app chat --model …`."""
+"""The command line: `browser-llm generate --model … --prompt …` and `browser-llm chat --model …`
+(or `python -m browser_llm …` in a checkout)."""
 from __future__ import annotations
 
 import argparse
@@ -6,30 +7,40 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import Field, fields
 
-from engine import GenerationSettings, Model, Step
-from engine.chat import CHAT_STYLES, chat_prompt
-from model_loader import load_model
-from model_loader.fetch import DEFAULT_CACHE
-from model_loader.hub import DEFAULT_ENDPOINT
+from . import DEFAULT_CACHE, DEFAULT_ENDPOINT, load_model
+from .engine import GenerationSettings, Model, Step
+from .engine.chat import CHAT_STYLES, chat_prompt
+from .engine.sampling import READERS
+
+
+def setting_option(setting: Field) -> dict:
+    """argparse's arguments for one GenerationSettings field: its label (and default) as help;
+    texts are a repeatable option."""
+    label, kind = setting.metadata["label"], setting.metadata["kind"]
+    if kind == "texts":
+        return {"action": "append", "default": [], "metavar": "TEXT", "help": f"{label} (repeatable)"}
+    default = "" if setting.default is None else f", default {setting.default}"
+    return {"type": READERS[kind], "default": setting.default, "help": label + default}
+
+
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One option per GenerationSettings field, in its order: top_k is --top-k."""
+    group = parser.add_argument_group("generation settings")
+    for setting in fields(GenerationSettings):
+        group.add_argument("--" + setting.name.replace("_", "-"), **setting_option(setting))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    defaults = GenerationSettings()
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default="openai-community/gpt2", help="local folder or Hub repo id")
     common.add_argument("--revision", default="main")
     common.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT),
                         help="Hub endpoint (default: $HF_ENDPOINT or %s)" % DEFAULT_ENDPOINT)
     common.add_argument("--cache-dir", default=DEFAULT_CACHE)
-    common.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    common.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
-    common.add_argument("--top-k", type=int, default=defaults.top_k)
-    common.add_argument("--top-p", type=float, default=defaults.top_p)
-    common.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty)
-    common.add_argument("--seed", type=int, default=None)
-    common.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    parser = argparse.ArgumentParser(prog="python -m app", description="GPT-2 in NumPy")
+    add_setting_options(common)
+    parser = argparse.ArgumentParser(prog="browser-llm", description="GPT-2 in NumPy")
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate", parents=[common], help="continue a prompt")
     generate.add_argument("--prompt", required=True)
@@ -40,9 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings_from(args: argparse.Namespace, extra_stops: tuple[str, ...] = ()) -> GenerationSettings:
-    return GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                              top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-                              stop=tuple(args.stop) + extra_stops, seed=args.seed)
+    """The settings the options give, with `extra_stops` (a chat style's) added to --stop's."""
+    chosen = {setting.name: getattr(args, setting.name) for setting in fields(GenerationSettings)}
+    return GenerationSettings(**{**chosen, "stop": (*args.stop, *extra_stops)})
 
 
 def stream(steps: Iterator[Step], n_prompt: int) -> str:
@@ -86,7 +97,3 @@ def main(argv: list[str] | None = None) -> int:
         ids, stops = chat_prompt(turns, model.tokenizer, args.style)
         print("gpt2> ", end="")
         turns.append(("assistant", stream(model.generate(ids, settings_from(args, stops)), len(ids)).strip()))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

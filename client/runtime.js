@@ -1,12 +1,12 @@
 // The runtime, chosen once for every page of the app: index.html's head, browser-llm.js and the
-// examples import this module. No build step: when vendor/ (the verified copy made by
-// tools/vendor_runtime.py) is served beside the app, it is used; otherwise the same pinned
-// versions come from the public CDN. ?runtime=cdn|vendor in the page's URL forces a choice.
+// examples import this module. Either vendor/ (the verified copy made by tools/vendor_runtime.py)
+// or the same pinned versions from the public CDN, as client/runtime.json says (see chooseRuntime).
+// ?runtime=cdn|vendor in the page's URL forces a choice.
 //
 // Every URL is absolute and computed from this module's own URL, so a page in another folder
 // (or on another site) that imports it still gets the app's files and vendor/.
 
-/** The app's folder (this file is app/runtime.js). */
+/** The app's folder (this file is client/runtime.js). */
 export const APP_URL = new URL("../", import.meta.url).href;
 
 /** The model worker: its code and its PyScript config (numpy, the Python files, tokenizer.js).
@@ -36,22 +36,34 @@ const VENDOR = {
  * @property {string} tiktoken  the npm tiktoken package (the worker's tokenizer, WASM)
  */
 
+// Whether vendor/ is there is read from a file every build has, never probed: a request for a
+// missing file is a console error ("Failed to load resource: 404"), and a static server answers
+// the same for every committed file whether vendor/ was filled or not. So client/runtime.json says
+// {"runtime": "cdn"} as committed (the repository served as it is, e.g. GitHub Pages from a
+// branch); a site published with vendor/ says "vendor" in its copy (.github/workflows/pages.yml
+// writes it), and tools/serve.py answers "vendor" when vendor/ is filled.
+const SITE_CHOICE = new URL("client/runtime.json", APP_URL);
+
+/** "vendor" or "cdn", as the site's client/runtime.json says ("cdn" when it cannot be read). */
+async function siteChoice() {
+  try {
+    return (await (await fetch(SITE_CHOICE, { cache: "no-store" })).json()).runtime;
+  } catch {
+    return "cdn";
+  }
+}
+
 let chosen = null;
 
 /**
- * The runtime to use: vendor/ beside the app when it is there, else the pinned CDN.
+ * The runtime to use: vendor/ beside the app when the site says it has it, else the pinned CDN.
  * Decided once per page; later calls return the same answer.
  * @param {"cdn" | "vendor" | null} [force]  default: the page's ?runtime= parameter
  * @returns {Promise<Runtime>}
  */
 export function chooseRuntime(force = new URLSearchParams(location.search).get("runtime")) {
   chosen ??= (async () => {
-    let local = force === "vendor";
-    if (!force) {
-      try {
-        local = (await fetch(new URL(VENDOR.pyscript + "core.js", APP_URL), { cache: "no-store" })).ok;
-      } catch { /* no vendor/: use the CDN */ }
-    }
+    const local = (force || await siteChoice()) === "vendor";
     const runtime = { local };
     for (const [name, url] of Object.entries(local ? VENDOR : CDN)) runtime[name] = new URL(url, APP_URL).href;
     return runtime;

@@ -1,0 +1,134 @@
+// The messages between the page and the model workers. Generated from worker/protocol.py by
+// `python3 -m worker.protocol > client/protocol.js`: edit that file, not this one.
+
+/**
+ * @typedef {object} LoadRequest  load, shard_load: a Hub repository, or the visitor's files ({file name: blob URL}, local). tiktoken: the base URL of the npm tiktoken package the worker tokenises with.
+ * @property {string} tiktoken
+ * @property {(string|null)} repo
+ * @property {string} revision
+ * @property {string} endpoint
+ * @property {(object|null)} local
+ */
+
+/**
+ * @typedef {object} StartRequest  start, shard_start: {prompt} continues a text; {turns: [[role, text], ...], style: "transcript" | "eot"} asks for the next assistant turn. settings: GenerationSettings fields.
+ * @property {(string|null)} prompt
+ * @property {(Array|null)} turns
+ * @property {string} style
+ * @property {(object|null)} settings
+ */
+
+/**
+ * @typedef {object} ModelRequest  model_size, cache_delete: one Hub model ({} for cache_delete: every model).
+ * @property {string} endpoint
+ * @property {string} repo
+ * @property {string} revision
+ */
+
+/**
+ * @typedef {object} ErrorReply  Any request that failed, and why (the app stays usable).
+ * @property {string} error
+ */
+
+/**
+ * @typedef {object} LoadReply  load: the model is ready. not_cached says why nothing was kept in the browser, or null.
+ * @property {string} repo
+ * @property {(string|null)} commit
+ * @property {(string|null)} host
+ * @property {number} n_params
+ * @property {number} n_ctx
+ * @property {number} n_layer
+ * @property {number} seconds
+ * @property {boolean} from_cache
+ * @property {number} downloaded
+ * @property {(string|null)} not_cached
+ * @property {number} n_shards
+ */
+
+/**
+ * @typedef {object} ShardLoadReply  shard_load: as load's, plus this shard (index shard of n_shards) and the sizes the page needs to move its arrays.
+ * @property {string} repo
+ * @property {(string|null)} commit
+ * @property {(string|null)} host
+ * @property {number} n_params
+ * @property {number} n_ctx
+ * @property {number} n_layer
+ * @property {number} seconds
+ * @property {boolean} from_cache
+ * @property {number} downloaded
+ * @property {(string|null)} not_cached
+ * @property {number} n_shards
+ * @property {number} shard
+ * @property {number} heads
+ * @property {number} n_embd
+ * @property {number} n_vocab
+ * @property {number} shard_bytes
+ */
+
+/**
+ * @typedef {object} StartReply  start, shard_start: the reply has begun. feed (shard_start only): [ids, position] of the first forward pass.
+ * @property {number} prompt_tokens
+ * @property {number} n_ctx
+ * @property {(Array|null)} feed
+ */
+
+/**
+ * @typedef {object} StepReply  step, shard_next, shard_run: one token. top: the likeliest tokens as [text, probability]; finish: null, "length", "stop" or "eos"; dropped: tokens that left the context window; feed (shards): the next forward pass, or null when the reply is over.
+ * @property {string} text
+ * @property {number} token_id
+ * @property {number} prob
+ * @property {Array} top
+ * @property {(string|null)} finish
+ * @property {number} dropped
+ * @property {(Array|null)} feed
+ */
+
+/**
+ * @typedef {object} CachedModels  cache_models, cache_delete: models [{endpoint, repo, revision, files, bytes, partial}], storage {usage, quota}, off: why the cache is unusable, or null.
+ * @property {Array} models
+ * @property {object} storage
+ * @property {(string|null)} off
+ */
+
+/**
+ * @typedef {object} ModelSize  model_size: the download size of a Hub model's weights (from the Hub's listing), whether the browser holds them all, and the host they come from (null: the default Hub).
+ * @property {boolean} cached
+ * @property {number} bytes
+ * @property {(string|null)} host
+ */
+
+/**
+ * @typedef {object} Busy  shard_busy: seconds computing in exchanges and waiting for the other shards, since the last call.
+ * @property {number} seconds
+ * @property {number} calls
+ * @property {number} wait
+ */
+
+/**
+ * @typedef {object} Progress  Bytes of each file so far, {name: [received, total]}; speed in bytes/s; cached: read from the browser; host: where the bytes come from, when not the default Hub.
+ * @property {"progress"} kind
+ * @property {string} file
+ * @property {object} files
+ * @property {boolean} cached
+ * @property {number} speed
+ * @property {(string|null)} host
+ */
+
+/**
+ * @typedef {object} Status  A line for the status bar.
+ * @property {"status"} kind
+ * @property {string} text
+ */
+
+/**
+ * @typedef {object} Shards  The lead has the files in the browser cache: the other workers may load their shards (of n_shards) of this commit.
+ * @property {"shards"} kind
+ * @property {number} n_shards
+ * @property {(string|null)} commit
+ */
+
+/** The kinds of the events a worker pushes (its postMessage). */
+export const EVENT = Object.freeze({progress: "progress", status: "status", shards: "shards"});
+
+/** The model worker's exported functions. */
+export const FUNCTIONS = Object.freeze(["load", "release", "defaults", "start", "step", "stop", "tokenize", "heap_bytes", "cache_models", "cache_delete", "model_size", "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_run", "shard_stop", "shard_share", "shard_busy"]);

@@ -1,0 +1,12 @@
+"""GPT-2 (Radford et al., 2019) behind one seam: its config (config.py), its parameters and how
+a checkpoint's tensors and a shard make them (params.py), and its forward pass (forward.py).
+engine/architectures.py registers it under config.json's model_type "gpt2"; another
+architecture would be another folder offering the same names."""
+from .config import LIMITS, MODEL_TYPE, GPT2Config, param_count, read_config, weight_bytes
+from .forward import KVCache, forward_pass
+from .params import (IGNORED_SUFFIXES, PREFIX, Block, Params, ShardSlicer, make_params, max_shards, shard_heads,
+                     slice_params, tensors)
+
+__all__ = ["IGNORED_SUFFIXES", "LIMITS", "MODEL_TYPE", "PREFIX", "Block", "GPT2Config", "KVCache", "Params",
+           "ShardSlicer", "forward_pass", "make_params", "max_shards", "param_count", "read_config", "shard_heads",
+           "slice_params", "tensors", "weight_bytes"]
