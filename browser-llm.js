@@ -28,7 +28,9 @@ const FOLDER_FILES = ["config.json", "vocab.json", "merges.txt", "model.safetens
  *   per logical core (navigator.hardwareConcurrency), at most 8; 1 keeps it in one worker
  * @property {(event: object) => void} [onProgress]  called with what the worker reports:
  *   {kind: "progress", file, files: {name: [received, total]}, cached, speed} or
- *   {kind: "status", text}
+ *   {kind: "status", text} (client/protocol.js: Progress, Status)
+ * @property {AbortSignal} [signal]  aborting stops the load (loadModel rejects with the signal's
+ *   reason); what was downloaded stays in the browser cache and the next load goes on from it
  */
 
 /**
@@ -62,13 +64,15 @@ const FOLDER_FILES = ["config.json", "vocab.json", "merges.txt", "model.safetens
  * @param {LoadOptions} [options]
  * @returns {Promise<Model>}  rejects with the worker's reason if the model cannot be loaded
  */
-export async function loadModel(source, { revision = "main", endpoint = HUB, onProgress,
+export async function loadModel(source, { revision = "main", endpoint = HUB, onProgress, signal,
                                           workers = workerCount(new URLSearchParams()) } = {}) {
+  signal?.throwIfAborted();
   const blobs = [];
   const request = requestFor(source, revision, endpoint, blobs);
   const workersModel = new ParallelModel(workers);
+  const aborted = new Promise((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason), { once: true }));
   try {
-    const info = JSON.parse(await workersModel.load(JSON.stringify(request), onProgress));
+    const info = JSON.parse(await Promise.race([workersModel.load(JSON.stringify(request), onProgress), aborted]));
     if (info.error) throw new Error(info.error);
     return new Model(workersModel, info);
   } catch (error) {

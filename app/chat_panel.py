@@ -149,7 +149,8 @@ def show_stats(info, count, started):
     element("stats").textContent = (
         str(info["prompt_tokens"]) + " prompt tokens · " + str(count) + " new · "
         + fixed(count / max(seconds, 1e-3)) + " tokens/s · context " + str(min(used, info["n_ctx"]))
-        + " of " + str(info["n_ctx"]) + " · memory in use " + state["memory"])
+        + " of " + str(info["n_ctx"]) + " (" + str(info["reused"]) + " kept from the last reply)"
+        + " · memory in use " + state["memory"])
 
 
 async def reply():

@@ -9,7 +9,7 @@ from pyscript import window
 
 LOCAL_FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt")
 SIZE_DELAY = 0.7  # seconds of no typing before the hub is asked for a model's size
-state = {"worker": None, "hooks": None, "cached": [], "size_request": 0}
+state = {"worker": None, "hooks": None, "cached": [], "size_request": 0, "cancelled": False}
 
 
 def percent(received, total):
@@ -58,6 +58,7 @@ async def run_load(label, request):
     state["size_request"] += 1  # a size asked for meanwhile is stale
     element("model-size").textContent = ""
     element("load").disabled = element("local-files").disabled = True
+    element("cancel-load").hidden, state["cancelled"] = False, False
     set_status("Loading " + label + "…")
     element("file-progress").replaceChildren()
     state["worker"].setWorkers(workers_wanted())
@@ -67,15 +68,27 @@ async def run_load(label, request):
     except Exception as e:  # a bug or a crash in the worker: say so and stay usable
         result = {"error": "the model worker failed: " + str(e).split("\n")[0]}
     element("load").disabled = element("local-files").disabled = False
+    element("cancel-load").hidden = True
     element("progress").hidden = True
     element("file-progress").replaceChildren()
     await refresh_cache()
+    if "error" in result and state["cancelled"]:
+        set_status("Cancelled loading " + label + ". What was downloaded is kept: Load model goes on from there.")
+        return
     if "error" in result:
         set_status("Could not load " + label + ": " + result["error"])
         return
     set_status("Ready: " + label + " (" + fixed(result["n_params"] / 1e6) + "M parameters) " + load_summary(result)
                + workers_summary(result))
     await state["hooks"]["loaded"](result)
+
+
+async def cancel_load():
+    """Stop the load within a chunk (the worker keeps what it downloaded for the next load)."""
+    state["cancelled"] = True
+    element("cancel-load").hidden = True
+    set_status("Cancelling…")
+    await state["worker"].cancel()
 
 
 def workers_wanted():
@@ -263,6 +276,7 @@ def setup(worker, hooks):
     element("workers").value = str(worker.n)
     sync_choice()
     on("model-form", "submit", in_background(load_model))
+    on("cancel-load", "click", in_background(cancel_load))
     on("model-choice", "change", on_choice)
     for id in ("model", "revision", "endpoint"):
         on(id, "input", on_model_typed)

@@ -33,12 +33,10 @@ from urllib.parse import urlencode
 from playwright.sync_api import sync_playwright
 
 from bench_native import DEFAULT_MODEL, ROOT, load_timed, measure
+from tools.browser import launch
 from tools.hub_server import HubServer
 from tools.serve import AppServer
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 REPO = "bench/gpt2-random"
 PROMPT_TOKENS = NEW_TOKENS = 128
 READY_TIMEOUT_S = 300
@@ -188,7 +186,7 @@ def main() -> None:
 
     browser_runs, native_runs = [], []
     with AppServer(ROOT, isolated=args.isolated) as app, HubServer({REPO: {"main": args.model}}) as hub, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(p)
         url = f"{app.url}/?" + urlencode({"model": REPO, "endpoint": hub.url, "temperature": 0,
                                           "max_new_tokens": NEW_TOKENS + 1, "workers": args.workers})
         for i in range(args.repeats):

@@ -26,12 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench_native import DEFAULT_MODEL, ensure_checkpoint  # noqa: E402
+from tools.browser import launch  # noqa: E402
 from tools.hub_server import HubServer  # noqa: E402
 from tools.serve import AppServer  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 REPO = "bench/gpt2-random"
 TIMEOUT_MS = 600_000
 
@@ -74,7 +72,7 @@ def main() -> None:
     ensure_checkpoint(args.model)
     weights_mb = float32_weights(args.model) / 1e6
     with AppServer(ROOT) as app, HubServer({REPO: {"main": args.model}}) as hub, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(p)
         context = browser.new_context()
         context.add_init_script(f"document.addEventListener('DOMContentLoaded', () => "
                                 f"document.getElementById('model').value = {json.dumps(REPO)})")

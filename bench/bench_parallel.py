@@ -27,9 +27,10 @@ from urllib.parse import urlencode
 
 from playwright.sync_api import sync_playwright
 
-from bench_browser import CHROMIUM, CHROMIUM_ARGS, NEW_TOKENS, PROMPT_TOKENS, REPO, TIME_GENERATION, log, prompt_of
+from bench_browser import NEW_TOKENS, PROMPT_TOKENS, REPO, TIME_GENERATION, log, prompt_of
 from bench_native import DEFAULT_MODEL, ROOT, ensure_checkpoint
 from browser_llm import load_model
+from tools.browser import launch
 from tools.hub_server import HubServer
 from tools.serve import AppServer
 
@@ -112,7 +113,7 @@ def main() -> None:
     cpus = []
     with AppServer(ROOT) as app, AppServer(ROOT, isolated=True) as isolated, \
             HubServer({REPO: {"main": args.model}}) as hub, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(p)
         for i in range(args.repeats):
             for s in settings_list:
                 cpus.append(cpu_parallelism())

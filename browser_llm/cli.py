@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         stream(model.generate(ids, settings_from(args)), len(ids))
         return 0
     turns: list[tuple[str, str]] = []
+    session = model.session()  # each turn runs only what the last one did not
     while True:
         try:
             line = input("you> ")
@@ -96,4 +97,4 @@ def main(argv: list[str] | None = None) -> int:
         turns.append(("user", line))
         ids, stops = chat_prompt(turns, model.tokenizer, args.style)
         print("gpt2> ", end="")
-        turns.append(("assistant", stream(model.generate(ids, settings_from(args, stops)), len(ids)).strip()))
+        turns.append(("assistant", stream(model.generate(ids, settings_from(args, stops), session), len(ids)).strip()))

@@ -7,7 +7,7 @@
 //   const step = JSON.parse(await model.step());                 // as its step()
 //
 // `model` offers the model worker's exported functions (load, start, step, stop, tokenize,
-// defaults, heap_bytes, cache_models, cache_delete, model_size; JSON strings in and out), so a
+// defaults, heap_bytes, cache_models, cache_delete, model_size, cancel; JSON strings in and out), so a
 // page uses it in place of the worker; the chat page does (app/main.py). The worker count
 // follows the visitor's cores (workerCount). With several workers, each runs worker/worker.py
 // and holds one shard: a range of the heads, of the MLP's hidden units and of the vocabulary.
@@ -244,6 +244,12 @@ export class ParallelModel {
   async defaults() { return this.#lead.defaults(); }
   async cache_models() { return this.#lead.cache_models(); }
   async cache_delete(model) { return this.#lead.cache_delete(model); }
+
+  /** Stop the load in progress, in every worker, within a chunk; what was downloaded is kept
+   * and the next load goes on from it. The load then answers {error} saying it was cancelled. */
+  async cancel() {
+    await Promise.all(this.#workers.map(w => w.sync.cancel()));
+  }
   async model_size(model) { return this.#lead.model_size(model); }
 
   /** The largest WebAssembly memory among the workers. */

@@ -66,9 +66,10 @@
  */
 
 /**
- * @typedef {object} StartReply  start, shard_start: the reply has begun. feed (shard_start only): [ids, position] of the first forward pass.
+ * @typedef {object} StartReply  start, shard_start: the reply has begun. reused: prompt tokens the KV cache held from the last reply, not run again; feed (shard_start only): [ids, position] of the first forward pass.
  * @property {number} prompt_tokens
  * @property {number} n_ctx
+ * @property {number} reused
  * @property {(Array|null)} feed
  */
 
@@ -131,4 +132,4 @@
 export const EVENT = Object.freeze({progress: "progress", status: "status", shards: "shards"});
 
 /** The model worker's exported functions. */
-export const FUNCTIONS = Object.freeze(["load", "release", "defaults", "start", "step", "stop", "tokenize", "heap_bytes", "cache_models", "cache_delete", "model_size", "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_run", "shard_stop", "shard_share", "shard_busy"]);
+export const FUNCTIONS = Object.freeze(["load", "cancel", "release", "defaults", "start", "step", "stop", "tokenize", "heap_bytes", "cache_models", "cache_delete", "model_size", "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_run", "shard_stop", "shard_share", "shard_busy"]);

@@ -71,24 +71,35 @@ class TextStream:
         return out
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two sequences share."""
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
 class Decoder:
     """The generation loop, turned inside out so that the forward passes can run anywhere (here,
     or split over workers: engine/parallel.py): `feed` says which ids to run at which cache
     position; `next(logits)` takes the logits after them and returns the Step; then `feed` is
-    the next pass, or None when generation is over."""
+    the next pass, or None when generation is over.
+
+    `cached` is what the KV cache already holds (the last reply's conversation, say): the part
+    of the prompt it starts with is not run again (`reused` says how many tokens), only the rest."""
 
     def __init__(self, n_ctx: int, tokenizer: TokenizerLike, prompt: str | list[int],
-                 settings: GenerationSettings):
+                 settings: GenerationSettings, cached: Sequence[int] = ()):
         ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
         self.n_ctx, self.tokenizer, self.settings = n_ctx, tokenizer, settings
         self.prompt_tokens = len(ids)
         self.history = ids or [tokenizer.eot_id]  # an empty prompt starts a new document
         self.rng = np.random.default_rng(settings.seed)
         self.stream = TextStream(tokenizer, settings.stop)
-        self.cached: list[int] = []  # the tokens in the KV cache
+        keep = min(common_prefix(cached, self.history), len(self.history) - 1)  # the last one runs: its logits
+        self.cached: list[int] = list(cached[:keep])  # the tokens in the KV cache
         self.n = 0
         self.dropped = 0
-        self.feed: tuple[list[int], int] | None = self.plan(list(self.history))
+        self.feed: tuple[list[int], int] | None = self.plan(self.history[keep:])
+        self.reused = self.feed[1]  # prompt tokens not run again (0 when the window moved)
 
     def plan(self, ids: list[int]) -> tuple[list[int], int]:
         ids, position, self.dropped = fit_context(self.cached, ids, self.n_ctx)
@@ -114,12 +125,39 @@ class Decoder:
         return step
 
 
-def generate(shards: Sequence[Shard], tokenizer: TokenizerLike, prompt: str | list[int],
+class Session:
+    """A model's shards (one: the whole model) and the tokens their KV caches hold, kept from
+    one reply to the next so that a chat runs only what is new."""
+
+    def __init__(self, shards: Sequence[Shard]):
+        self.shards = list(shards)
+        self.cached: list[int] = []
+
+    def forget_from(self, position: int) -> None:
+        """A pass writes from `position` on: what the caches held there is gone (even if it fails)."""
+        self.cached = self.cached[:position]
+
+    def ran(self, ids: Sequence[int], position: int) -> None:
+        """A pass of `ids` at `position` is over: the caches hold them."""
+        self.cached = self.cached[:position] + list(ids)
+
+    def run(self, ids: Sequence[int], position: int) -> np.ndarray:
+        """One forward pass over the shards in this process: the last token's logits."""
+        self.forget_from(position)
+        logits = run_shards(self.shards, ids, position)[-1]
+        self.ran(ids, position)
+        return logits
+
+    def decoder(self, tokenizer: TokenizerLike, prompt: str | list[int], settings: GenerationSettings) -> Decoder:
+        """A reply's generation loop, reusing what the caches hold."""
+        return Decoder(self.shards[0].config.n_ctx, tokenizer, prompt, settings, self.cached)
+
+
+def generate(session: Session, tokenizer: TokenizerLike, prompt: str | list[int],
              settings: GenerationSettings) -> Iterator[Step]:
     """Yield steps until max_new_tokens, a stop string or end-of-text, from a model on one
     shard or split over several. Close the generator (or just stop iterating) to stop between
     any two tokens."""
-    decoder = Decoder(shards[0].config.n_ctx, tokenizer, prompt, settings)
+    decoder = session.decoder(tokenizer, prompt, settings)
     while decoder.feed is not None:
-        ids, position = decoder.feed
-        yield decoder.next(run_shards(shards, ids, position)[-1])
+        yield decoder.next(session.run(*decoder.feed))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .generation import Step, TokenizerLike, generate
+from .generation import Session, Step, TokenizerLike, generate
 from .parallel import Shard, run_shards
 from .sampling import GenerationSettings
 
@@ -22,13 +22,18 @@ class Model:
         ids = [int(i) for i in token_ids]
         return run_shards([Shard(self.config, self.params)], ids, 0, last_only=False)
 
+    def session(self) -> Session:
+        """A KV cache kept across replies: give it to generate() turn after turn and each reply
+        runs only the tokens its prompt does not share with what the cache holds."""
+        return Session([Shard(self.config, self.params)])
+
     def generate(self, prompt: str | list[int], settings: GenerationSettings | None = None,
-                 **overrides) -> Iterator[Step]:
+                 session: Session | None = None, **overrides) -> Iterator[Step]:
         """Stream new tokens for a prompt (text or token ids); keyword arguments override
         fields of `settings` (max_new_tokens, temperature, top_k, top_p, repetition_penalty,
-        stop, seed)."""
+        stop, seed). Without a session, the prompt runs from scratch."""
         settings = GenerationSettings.from_dict({**vars(settings or GenerationSettings()), **overrides})
-        return generate([Shard(self.config, self.params)], self.tokenizer, prompt, settings)
+        return generate(session or self.session(), self.tokenizer, prompt, settings)
 
     @property
     def n_params(self) -> int:

@@ -8,6 +8,18 @@ import pytest
 from support import FIXTURES, GPT2_JSON, fixture_model
 
 
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist (pyproject.toml: -n 2) runs the browser tests, in their order, in one worker
+    (one browser, its shared pages) while the other runs the CPython tests, module by module."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BrowserTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/e2e" if nodeid.startswith("tests/e2e/") else super()._split_scope(nodeid)
+
+    return BrowserTestsTogether(config, log)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     return fixture_model("tiny")

@@ -6,7 +6,8 @@ import pytest
 
 from support import MODEL_NAMES, fixture_model, reference
 from engine import Shard
-from engine.generation import fit_context
+from engine.chat import chat_prompt
+from engine.generation import common_prefix, fit_context
 from engine.parallel import run_shards
 
 
@@ -65,3 +66,59 @@ def test_prompt_longer_than_context_is_trimmed(tiny):
     assert steps[0].dropped == len(ids) - n_ctx * 3 // 4
     window_logits = tiny.logits(ids[steps[0].dropped:])[-1]
     assert steps[0].token_id == int(np.argmax(window_logits))
+
+
+def counting_runs(session) -> list[int]:
+    """The number of tokens each forward pass of the session runs, as they happen."""
+    runs, run = [], session.run
+    session.run = lambda ids, position: (runs.append(len(ids)), run(ids, position))[1]
+    return runs
+
+
+def test_a_chat_kept_in_one_session_runs_only_each_turns_new_tokens_and_writes_what_a_cold_run_writes():
+    model = fixture_model("odd-heads")
+    session, turns = model.session(), []
+    runs = counting_runs(session)
+    settings = dict(temperature=0, repetition_penalty=1.0, max_new_tokens=5)
+    for number, message in enumerate(["Hi", "How are you", "Tell me more", "Why", "Thanks"]):
+        ids, stops = chat_prompt([*turns, ("user", message)], model.tokenizer, "transcript")
+        before, runs[:] = list(session.cached), []
+        warm = list(model.generate(ids, session=session, stop=stops, **settings))
+        cold = list(model.generate(ids, stop=stops, **settings))
+        assert [(s.token_id, s.text, s.finish) for s in warm] == [(s.token_id, s.text, s.finish) for s in cold]
+        shared = common_prefix(before, ids)
+        assert runs[0] == len(ids) - min(shared, len(ids) - 1)  # the prompt: only what the cache lacks
+        assert all(n == 1 for n in runs[1:])
+        if number:  # at least the last prompt is in the cache: only the last reply and the new turn run
+            assert runs[0] <= len(ids) - len(last_prompt)
+        turns += [("user", message), ("assistant", "".join(s.text for s in warm))]
+        last_prompt = ids
+    assert len(session.cached) > 40
+
+
+def test_a_session_cuts_back_to_where_an_edited_prompt_changes_and_regenerates_from_its_last_token():
+    model = fixture_model("odd-heads")
+    session = model.session()
+    runs = counting_runs(session)
+    settings = dict(temperature=0, repetition_penalty=1.0, max_new_tokens=4)
+    first = model.tokenizer.encode("The old lighthouse keeper climbed the stairs")
+    list(model.generate(first, session=session, **settings))
+    for prompt in (first[:3] + model.tokenizer.encode(" sailor"), first[:3] + model.tokenizer.encode(" sailor")):
+        runs[:] = []
+        shared = common_prefix(session.cached, prompt)
+        warm = [s.token_id for s in model.generate(prompt, session=session, **settings)]
+        assert warm == [s.token_id for s in model.generate(prompt, **settings)]
+        assert runs[0] == len(prompt) - min(shared, len(prompt) - 1)
+    assert runs[0] == 1  # the same prompt again (a regenerate): only its last token runs
+
+
+def test_a_session_past_the_context_window_writes_what_a_cold_run_writes(tiny):
+    session = tiny.session()
+    ids = reference("tiny")["ids"].tolist()
+    settings = dict(temperature=0, repetition_penalty=1.0, max_new_tokens=30)
+    first = [s.token_id for s in tiny.generate(ids[:40], session=session, **settings)]
+    prompt = ids[:40] + first  # longer than the context: the window moves, the cache is run again
+    warm = list(tiny.generate(prompt, session=session, **settings))
+    cold = list(tiny.generate(prompt, **settings))
+    assert [(s.token_id, s.dropped) for s in warm] == [(s.token_id, s.dropped) for s in cold]
+    assert warm[0].dropped > 0

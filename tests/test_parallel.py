@@ -10,7 +10,7 @@ import pytest
 
 from support import MODEL_NAMES, MODELS, ROOT, fixture_model, reference
 from engine import GenerationSettings, gpt2
-from engine.generation import Decoder, generate
+from engine.generation import Decoder, Session, generate
 from model_loader.safetensors import read_safetensors
 from model_loader.weights import build_params
 from engine.gpt2.params import split_range
@@ -56,7 +56,7 @@ def test_one_shard_is_the_single_worker_engine_bit_for_bit():
 def test_sharded_greedy_tokens_equal_single_worker_and_transformers(name, n):
     model, ref = fixture_model(name), reference(name)
     settings = GenerationSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=24)
-    steps = list(generate(make_shards(model.params, model.config, n), model.tokenizer,
+    steps = list(generate(Session(make_shards(model.params, model.config, n)), model.tokenizer,
                                   ref["greedy_prompt"].tolist(), settings))
     single = list(model.generate(ref["greedy_prompt"].tolist(), settings))
     assert [s.token_id for s in steps] == [s.token_id for s in single] == ref["greedy_ids"].tolist()
@@ -69,7 +69,7 @@ def test_sampling_past_the_context_window_equals_single_worker(n):
     settings = GenerationSettings(temperature=0.9, top_k=0, top_p=1.0, max_new_tokens=2 * model.config.n_ctx,
                                   seed=3, stop=())
     prompt = reference("odd-heads")["ids"].tolist()[:40]
-    steps = list(generate(make_shards(model.params, model.config, n), model.tokenizer, prompt, settings))
+    steps = list(generate(Session(make_shards(model.params, model.config, n)), model.tokenizer, prompt, settings))
     single = list(model.generate(prompt, settings))
     assert [(s.token_id, s.text, s.dropped, s.finish) for s in steps] == \
         [(s.token_id, s.text, s.dropped, s.finish) for s in single]
@@ -80,7 +80,7 @@ def test_decoder_stops_on_stop_strings_and_eos_like_generate():
     model = fixture_model("tiny")
     for settings in (GenerationSettings(temperature=0, max_new_tokens=30, stop=(" the",)),
                      GenerationSettings(temperature=1.5, top_k=0, top_p=1.0, max_new_tokens=200, seed=5)):
-        steps = list(generate(make_shards(model.params, model.config, 2), model.tokenizer,
+        steps = list(generate(Session(make_shards(model.params, model.config, 2)), model.tokenizer,
                                       "Once upon a time", settings))
         single = list(model.generate("Once upon a time", settings))
         assert [(s.token_id, s.text, s.finish) for s in steps] == [(s.token_id, s.text, s.finish) for s in single]

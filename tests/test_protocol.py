@@ -20,7 +20,7 @@ def test_the_javascript_side_is_generated_from_the_protocol():
 def test_the_worker_defines_every_protocol_function_and_exports_them():
     tree = ast.parse((ROOT / "worker" / "worker.py").read_text())
     defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    imported = {alias.name for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    imported = {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert set(protocol.FUNCTIONS) <= defined | imported
     assert "__export__ = list(FUNCTIONS)" in ast.unparse(tree)
 
@@ -42,7 +42,7 @@ def test_every_function_the_page_calls_is_in_the_protocol():
 def test_events_carry_their_kind_and_replies_their_fields():
     assert json.loads(protocol.encode(protocol.Status("Building…"))) == {"kind": "status", "text": "Building…"}
     reply = protocol.StartReply(prompt_tokens=3, n_ctx=64)
-    assert json.loads(protocol.encode(reply)) == {"prompt_tokens": 3, "n_ctx": 64, "feed": None}
+    assert json.loads(protocol.encode(reply)) == {"prompt_tokens": 3, "n_ctx": 64, "reused": 0, "feed": None}
 
 
 def test_a_request_with_an_unknown_field_is_refused():

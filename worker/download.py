@@ -25,7 +25,12 @@ OnBytes = Callable[[int, int, str], None]  # (received, total, where: "cache" or
 
 
 class Cancelled(HubError):
-    """The files being fetched or read were deleted from the browser cache meanwhile."""
+    """A download or cache read was stopped: its files were deleted from the browser cache
+    meanwhile, or the load was cancelled."""
+
+
+DELETED = "stopped, its files were deleted from the browser cache"
+CANCELLED = "loading was cancelled; what was downloaded is kept for the next load"
 
 
 @dataclass(eq=False)
@@ -33,19 +38,22 @@ class Job:
     """A download or a read of one cached file, stopped when its entry is deleted."""
 
     key: FileKey
-    cancelled: bool = False
+    stopped: str | None = None  # why, once stopped
 
     def check(self) -> None:
-        if self.cancelled:
-            raise Cancelled(f"{self.key[3]}: stopped, its files were deleted from the browser cache")
+        if self.stopped:
+            raise Cancelled(f"{self.key[3]}: {self.stopped}")
 
 
 JOBS: set[Job] = set()
+LOAD = {"cancelled": False}  # set by cancel_load, until the next load begins
 
 
 @contextmanager
 def running(job: Job) -> Iterator[Job]:
     """The job, in JOBS (where cancel_jobs finds it) while the block runs."""
+    if LOAD["cancelled"]:
+        job.stopped = CANCELLED
     JOBS.add(job)
     try:
         yield job
@@ -53,14 +61,26 @@ def running(job: Job) -> Iterator[Job]:
         JOBS.discard(job)
 
 
-def cancel_jobs(prefix: tuple[str, ...]) -> None:
-    """Stop the downloads and cache reads of every file under a key prefix (() for all), and
-    forget their partial downloads; call it before deleting them from the cache."""
+def cancel_jobs(prefix: tuple[str, ...], why: str = DELETED) -> None:
+    """Stop the downloads and cache reads of every file under a key prefix (() for all), within
+    a chunk. Unless the load was only cancelled, forget their partial downloads too: call it
+    before deleting them from the cache."""
     for job in JOBS:
         if job.key[:len(prefix)] == prefix:
-            job.cancelled = True
-    for key in [key for key in PARTIALS if key[:len(prefix)] == prefix]:
-        del PARTIALS[key]
+            job.stopped = why
+    if why != CANCELLED:
+        for key in [key for key in PARTIALS if key[:len(prefix)] == prefix]:
+            del PARTIALS[key]
+
+
+def cancel_load() -> None:
+    """Stop the load in progress within a chunk, keeping its partial downloads for the next."""
+    LOAD["cancelled"] = True
+    cancel_jobs((), CANCELLED)
+
+
+def begin_load() -> None:
+    LOAD["cancelled"] = False
 
 
 # -- HTTP
@@ -127,6 +147,7 @@ async def resume_or_start(key: FileKey, remote: RemoteFile, cache: Cache) -> Par
     chunks of it in the cache, else a new one."""
     partial = PARTIALS.get(key)
     if partial is not None and partial.remote == remote:
+        partial.stopped = None  # a cancelled load goes on where it stopped
         return partial
     partial = PARTIALS[key] = PartialDownload(key, remote=remote, buffer=bytearray(remote.size))
     partial.restart()
@@ -175,7 +196,9 @@ async def receive_body(response: JsProxy, partial: PartialDownload, cache: Cache
             if partial.received == size:
                 break  # all there, and then the connection broke (e.g. a Content-Length too big): the hash judges
             raise TransientError(f"{partial.key[3]}: the connection broke at {partial.received} bytes: {e}") from None
-        partial.check()
+        if partial.stopped:
+            reader.cancel()  # the connection closes: no more bytes come
+            partial.check()
         if chunk.done:
             break
         n = chunk.value.length

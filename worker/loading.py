@@ -18,7 +18,7 @@ from model_loader.weights import ParamsBuilder
 from worker.browser_tokenizer import wasm_tokenizer
 from worker.cache import Cache
 from worker.checkpoint_files import LocalFiles, Source, fetch_checkpoint, hold_download_lock, hub_files
-from worker.download import keep_partials_of
+from worker.download import begin_load, keep_partials_of
 from worker.protocol import ErrorReply, LoadReply, LoadRequest, Progress, Shards, Status
 from worker.weight_stream import WeightStream
 
@@ -98,6 +98,7 @@ async def load_checkpoint(request: LoadRequest, push: Push, shard: tuple[int, in
     With shard=(index, n_shards), only that shard of the model (read_shard), or the whole model
     where it cannot be split."""
     gc.collect()  # the previous model, dropped by the caller
+    begin_load()
     started = time.monotonic()
     local = request.local is not None
     progress = LoadProgress(push)

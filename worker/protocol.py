@@ -94,11 +94,12 @@ class ShardLoadReply(LoadReply):
 
 @dataclass(frozen=True)
 class StartReply:
-    """start, shard_start: the reply has begun. feed (shard_start only): [ids, position] of the
-    first forward pass."""
+    """start, shard_start: the reply has begun. reused: prompt tokens the KV cache held from the
+    last reply, not run again; feed (shard_start only): [ids, position] of the first forward pass."""
 
     prompt_tokens: int
     n_ctx: int
+    reused: int = 0
     feed: list | None = None
 
 
@@ -184,7 +185,7 @@ EVENTS = (Progress, Status, Shards)
 
 # The model worker's exported functions: (request, reply). Arrays: Float32Array in or out.
 FUNCTIONS = {
-    "load": (LoadRequest, LoadReply), "release": (None, None), "defaults": (None, "GenerationSettings fields"),
+    "load": (LoadRequest, LoadReply), "cancel": (None, None), "release": (None, None), "defaults": (None, "GenerationSettings fields"),
     "start": (StartRequest, StartReply), "step": (None, StepReply), "stop": (None, None),
     "tokenize": ("text", "token ids"), "heap_bytes": (None, "bytes"),
     "cache_models": (None, CachedModels), "cache_delete": (ModelRequest, CachedModels),

@@ -17,13 +17,13 @@ import js
 import numpy as np
 
 from engine import Model
-from engine.generation import Decoder
+from engine.generation import Decoder, Session
 from engine.parallel import Shard, all_reduce
 from worker.loading import ShardOfModel, load_checkpoint
 from worker.protocol import (Busy, ErrorReply, LoadReply, LoadRequest, ShardLoadReply, StartReply, encode, read_start,
                              step_reply)
 
-state: dict = {"shard": None, "tokenizer": None, "decoder": None}
+state: dict = {"shard": None, "session": None, "tokenizer": None, "decoder": None}
 busy = {"seconds": 0.0, "calls": 0, "wait": 0.0}  # time computing in exchanges, and waiting for peers
 # On a cross-origin-isolated page the shards all-reduce among themselves, through SharedArrayBuffers
 # (shard_share), and the page calls each of them once per token (shard_run).
@@ -51,7 +51,7 @@ def to_float32array(array: np.ndarray):
 
 def release() -> None:
     """Drop this worker's shard."""
-    state.update(shard=None, tokenizer=None, decoder=None)
+    state.update(shard=None, session=None, tokenizer=None, decoder=None)
 
 
 async def shard_load(request: LoadRequest, index: int, n_shards: int, push: Callable
@@ -63,7 +63,7 @@ async def shard_load(request: LoadRequest, index: int, n_shards: int, push: Call
     loaded, reply = await load_checkpoint(request, push, (int(index), int(n_shards)))
     if not isinstance(loaded, ShardOfModel):
         return loaded, reply
-    state.update(shard=loaded, tokenizer=loaded.tokenizer)
+    state.update(shard=loaded, session=Session([loaded.shard]), tokenizer=loaded.tokenizer)
     shard, config = loaded.shard, loaded.config
     return None, ShardLoadReply(**{**asdict(reply), "n_shards": loaded.n_shards}, shard=loaded.index,
                                 heads=shard.n_head, n_embd=config.n_embd, n_vocab=config.n_vocab,
@@ -77,13 +77,20 @@ def shard_start(request: str) -> str:
         ids, settings = read_start(request, tokenizer)
     except (TypeError, ValueError) as e:
         return encode(ErrorReply(str(e)))
-    decoder = state["decoder"] = Decoder(config.n_ctx, tokenizer, ids, settings)
-    return encode(StartReply(prompt_tokens=decoder.prompt_tokens, n_ctx=config.n_ctx, feed=decoder.feed))
+    decoder = state["decoder"] = state["session"].decoder(tokenizer, ids, settings)
+    return encode(StartReply(prompt_tokens=decoder.prompt_tokens, n_ctx=config.n_ctx, reused=decoder.reused,
+                             feed=decoder.feed))
 
 
 def shard_feed(ids: str, position: int):
     """Start a forward pass of `ids` (JSON) at cache `position`; this shard's first partials."""
-    return to_float32array(state["shard"].shard.feed(json.loads(ids), int(position)))
+    return to_float32array(begin_pass(json.loads(ids), int(position)))
+
+
+def begin_pass(ids: list[int], position: int) -> np.ndarray:
+    """This shard's first partials of a pass at `position`; its cache forgets what was there."""
+    state["session"].forget_from(position)
+    return state["shard"].shard.feed(ids, position)
 
 
 def shard_exchange(partials):
@@ -157,7 +164,7 @@ def shard_run(ids: str, position: int) -> str:
     at once, all-reducing among themselves. The lead then picks the next token and returns the
     step as shard_next does; the others return "null"."""
     shard: Shard = state["shard"].shard
-    partial = shard.feed(json.loads(ids), int(position))
+    partial = begin_pass(json.loads(ids), int(position))
     while partial is not None:
         total = shared_all_reduce(partial)
         start = time.perf_counter()
@@ -175,6 +182,7 @@ def shard_next() -> str:
 
 def next_step() -> str:
     decoder: Decoder = state["decoder"]
+    state["session"].ran(*decoder.feed)
     token = decoder.next(state["shard"].shard.logits[-1])
     if decoder.feed is None:
         state["decoder"] = None

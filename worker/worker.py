@@ -9,14 +9,16 @@ from dataclasses import asdict
 from polyscript import xworker
 
 from engine import GenerationSettings, Model
+from engine.generation import Decoder
 from worker import shard
 from worker.cache_manager import cache_delete, cache_models, model_size
+from worker.download import cancel_load as cancel
 from worker.loading import load_checkpoint
 from worker.protocol import FUNCTIONS, ErrorReply, LoadRequest, StartReply, encode, read, read_start, step_reply
 from worker.shard import (shard_busy, shard_exchange, shard_feed, shard_next, shard_run, shard_share, shard_start,
                           shard_stop)
 
-state: dict = {"model": None, "steps": None}
+state: dict = {"model": None, "session": None, "decoder": None}
 
 
 def push(event) -> None:
@@ -32,12 +34,13 @@ async def load(request: str) -> str:
     except (TypeError, ValueError) as e:
         return encode(ErrorReply(str(e)))
     state["model"], reply = await load_checkpoint(wanted, push)
+    state["session"] = state["model"] and state["model"].session()
     return encode(reply)
 
 
 def release() -> None:
     """Drop the loaded model, whole or a shard of it (its memory is reused by the next load)."""
-    state["model"] = state["steps"] = None
+    state.update(model=None, session=None, decoder=None)
     shard.release()
 
 
@@ -47,29 +50,29 @@ def defaults() -> str:
 
 
 def start(request: str) -> str:
-    """Begin a reply (a StartRequest): a StartReply, or an ErrorReply for bad settings."""
+    """Begin a reply (a StartRequest): a StartReply, or an ErrorReply for bad settings. What the
+    KV cache holds of the prompt since the last reply is not run again."""
     model: Model = state["model"]
     try:
         ids, settings = read_start(request, model.tokenizer)
     except (TypeError, ValueError) as e:
         return encode(ErrorReply(str(e)))
-    state["steps"] = model.generate(ids, settings)
-    return encode(StartReply(prompt_tokens=len(ids), n_ctx=model.config.n_ctx))
+    decoder = state["decoder"] = state["session"].decoder(model.tokenizer, ids, settings)
+    return encode(StartReply(prompt_tokens=len(ids), n_ctx=model.config.n_ctx, reused=decoder.reused))
 
 
 def step() -> str:
     """The next token of the current reply: a StepReply."""
-    token = next(state["steps"])
-    if token.finish:
-        state["steps"] = None
+    decoder: Decoder = state["decoder"]
+    token = decoder.next(state["session"].run(*decoder.feed))
+    if decoder.feed is None:
+        state["decoder"] = None
     return encode(step_reply(token, state["model"].tokenizer))
 
 
 def stop() -> None:
-    """End the current reply (closing the generator frees its KV cache)."""
-    if state["steps"] is not None:
-        state["steps"].close()
-    state["steps"] = None
+    """End the current reply (the KV cache keeps what ran, for the next)."""
+    state["decoder"] = None
 
 
 def tokenize(text: str) -> str:

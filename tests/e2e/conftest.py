@@ -118,7 +118,12 @@ def page_opener(browser, server, service_workers: str = "allow"):
     pages: list[AppPage] = []
 
     def open_page(path: str, setup=None, allowed_hosts=("127.0.0.1",), **params) -> AppPage:
-        """setup(context) runs before the page opens (e.g. to add routes)."""
+        """setup(context) runs before the page opens (e.g. to add routes). The chat page starts
+        one model worker unless `workers` is given: on 2 cores, booting a second Pyodide doubles
+        a boot's cost, and the tests of the split (test_parallel_page.py, the shared chat page)
+        ask for their workers."""
+        if path == "":
+            params.setdefault("workers", 1)
         context = browser.new_context(service_workers=service_workers)
         if setup:
             setup(context)
@@ -181,3 +186,29 @@ def chat(shared_chat):
     shared_chat.errors.clear()
     yield shared_chat
     assert shared_chat.errors == [] and shared_chat.foreign_requests() == []
+
+
+@pytest.fixture(scope="session")
+def shared_runtime_page(browser, app_server, hub):
+    """One booted page with no model (``Runtime ready``), shared by tests that only load models of
+    their own into it through the model form."""
+    context = browser.new_context()
+    app = AppPage(context.new_page(), app_url(app_server, endpoint=hub.url))
+    app.wait_status("Runtime ready")
+    yield app
+    context.close()
+
+
+@pytest.fixture
+def runtime_page(shared_runtime_page):
+    """The shared page with no model at first; each test must leave it without console errors or
+    stray requests."""
+    shared_runtime_page.errors.clear()
+    yield shared_runtime_page
+    assert shared_runtime_page.errors == [] and shared_runtime_page.foreign_requests() == []
+
+
+def load_model(app: AppPage, repo: str, timeout: float = 60) -> str:
+    """Load repo through the model form; return the status line the load ends with."""
+    app.page.get_by_role("textbox", name="Model", exact=True).fill(repo)
+    return app.load_outcome(lambda: app.page.click("#load"), timeout)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from support import ROOT
+from tests.e2e.conftest import AppPage, app_url
 from tools.axe_core import axe_min_js
 
 SIZES = {"desktop": (1280, 900), "phone": (375, 740)}
@@ -73,15 +74,37 @@ def distinct_colours(page, png: bytes) -> int:
     }""", base64.b64encode(png).decode("ascii"))
 
 
+@pytest.fixture(scope="module")
+def booted_tiny(browser, app_server, hub):
+    """One page with the tiny model loaded, shared by the sizes and colour schemes below."""
+    context = browser.new_context()
+    app = AppPage(context.new_page(), app_url(app_server, model="test/tiny", endpoint=hub.url, **REPLY))
+    yield app
+    context.close()
+
+
+@pytest.fixture
+def tiny_page(booted_tiny):
+    """The shared page, as each test found it: no conversation, the cache manager closed; checked
+    for errors and stray requests."""
+    booted_tiny.errors.clear()
+    yield booted_tiny
+    assert booted_tiny.errors == [] and booted_tiny.foreign_requests() == []
+    booted_tiny.page.locator("#cache-manager").evaluate("details => { details.open = false; }")
+    booted_tiny.page.get_by_role("button", name="New chat").click()
+    assert booted_tiny.replies().count() == 0
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", list(SIZES))
-def test_axe_layout_colours_and_screenshots(open_app, hub, axe_js, size, scheme):
+def test_axe_layout_colours_and_screenshots(tiny_page, axe_js, size, scheme):
     width, height = SIZES[size]
-    app = open_app(model="test/tiny", endpoint=hub.url, **REPLY)
+    app = tiny_page
     page = app.page
     page.set_viewport_size({"width": width, "height": height})
     page.emulate_media(color_scheme=scheme)
     app.wait_status("Ready")
+    assert app.replies().count() == 0
     app.send("The old lighthouse keeper")
     app.wait_reply_done()
     page.click("#cache-manager summary")
@@ -119,8 +142,8 @@ def test_light_and_dark_themes_differ_and_the_offline_notice_reads_well(open_app
     app.page.context.set_offline(False)
 
 
-def test_every_control_has_a_name(open_app, hub):
-    app = open_app(model="test/tiny", endpoint=hub.url)
+def test_every_control_has_a_name(tiny_page):
+    app = tiny_page
     app.wait_status("Ready")
     unnamed = app.page.evaluate("""() => [...document.querySelectorAll('input, textarea, select, button')]
         .filter(e => !(e.labels?.length || e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')

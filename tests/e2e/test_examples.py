@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from support import CORPUS, fixture_model
+from support import CORPUS, MODELS, fixture_model
 
 EXAMPLES = ["examples/js/", "examples/pyscript/"]
 LONG_PROMPT = "Once upon a time there was"  # the tiny model writes all 40 tokens
@@ -114,6 +114,23 @@ def test_browser_llm_js_aborts_and_rejects_what_it_cannot_load(open_path, hub):
     assert result["after"] == [s.text for s in fixture_model("tiny").generate("Hello", temperature=0, max_new_tokens=5)]
     assert "test/no-such-model" in result["refused"] or "not found" in result["refused"]
     app.errors[:] = [e for e in app.errors if "404" not in e]  # the hub's answer for the missing repository
+    hub.set_fault("test/odd-heads", "model.safetensors", delay=0.3)  # a slow download, aborted once it runs
+    try:
+        aborted = app.page.evaluate("""async ({endpoint}) => {
+            const { loadModel } = await import("/browser-llm.js");
+            const controller = new AbortController();
+            const started = performance.now();
+            try {
+                await loadModel("test/odd-heads", { endpoint, workers: 1, signal: controller.signal,
+                    onProgress: event => { if (event.kind === "progress" && event.files["model.safetensors"]) controller.abort(); } });
+            } catch (e) { return { error: e.name, ms: performance.now() - started }; }
+            return { error: null };
+        }""", {"endpoint": hub.url})
+    finally:
+        hub.clear_faults()
+    size = (MODELS / "odd-heads" / "model.safetensors").stat().st_size
+    assert aborted["error"] == "AbortError"
+    assert sum(r.bytes_sent for r in hub.requests if r.repo == "test/odd-heads" and r.file == "model.safetensors") < size
 
 
 def test_browser_llm_js_splits_over_the_workers_asked_for_with_the_same_tokens(open_path, hub):

@@ -39,12 +39,11 @@ def test_a_stored_conversation_that_does_not_parse_is_set_aside_not_fatal(open_a
     assert app.wait_reply_done()
 
 
-def test_an_html_page_as_the_index_of_a_sharded_checkpoint_is_refused(open_app, hub, tmp_path):
+def test_an_html_page_as_the_index_of_a_sharded_checkpoint_is_refused(runtime_page, hub, tmp_path):
     folder = shutil.copytree(MODELS / "sharded", tmp_path / "html-index")
     (folder / "model.safetensors.index.json").write_text("<!doctype html><html><body>Not found</body></html>")
     hub.add_repo("test/html-index", folder)
-    app = open_app(endpoint=hub.url)
-    app.wait_status("Runtime ready")
+    app = runtime_page
     app.page.get_by_role("textbox", name="Model", exact=True).fill("test/html-index")
     app.page.wait_for_function("() => document.getElementById('model-size').textContent.startsWith('test/html-index: ≈')")
     status = app.load_outcome(lambda: app.page.click("#load"))

@@ -159,19 +159,33 @@ def test_each_token_shows_its_probability_and_alternatives(chat):
     assert tip.is_hidden()
 
 
-def test_chat_mode_keeps_the_conversation(chat):
+def test_chat_mode_keeps_the_conversation_and_runs_only_each_turns_new_tokens(chat):
+    """Each turn's reply equals a cold CPython run, and the page's KV cache keeps what the last
+    turn ran: the stats say how many prompt tokens were kept, as a CPython session counts them."""
+    from engine import GenerationSettings
     from engine.chat import chat_prompt
     model = fixture_model("tiny")
     mode = chat.page.get_by_label("Mode", exact=True)
     mode.select_option("chat")
-    turns = []
+    chat.page.get_by_role("button", name="New chat").click()
+    chat.page.evaluate("document.getElementById('settings').open = true")
+    max_new_tokens = chat.page.get_by_label("Max new tokens")
+    max_new_tokens.fill("8")  # short replies: three turns fit the tiny model's 64 positions
+    session, turns, kept = model.session(), [], []
     try:
-        for message in ("Hello there", "Tell me more"):
+        for message in ("Hi", "Go on", "Why"):
             turns.append(("user", message))
             ids, stops = chat_prompt(turns, model.tokenizer, "transcript")
-            expected = "".join(s.text for s in model.generate(ids, stop=stops, **GREEDY_40))
+            settings = GenerationSettings(stop=stops, temperature=0, max_new_tokens=8)
+            expected = "".join(s.text for s in model.generate(ids, settings))
+            kept.append(session.decoder(model.tokenizer, ids, settings).reused)
+            assert "".join(s.text for s in model.generate(ids, settings, session)) == expected
             chat.send(message)
             assert chat.wait_reply_done() == expected
+            assert f"({kept[-1]} kept from the last reply)" in chat.page.text_content("#stats")
             turns.append(("assistant", expected))
+        assert kept[0] == 0 and kept[1] > 0 and kept[2] > kept[1]
     finally:
+        max_new_tokens.fill("40")
+        chat.page.evaluate("document.getElementById('settings').open = false")
         mode.select_option("completion")

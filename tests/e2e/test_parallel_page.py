@@ -7,7 +7,7 @@ import pytest
 from support import fixture_model
 from tools.make_random_checkpoint import make_checkpoint
 from engine import GenerationSettings
-from engine.generation import generate
+from engine.generation import Session, generate
 from engine.parallel import make_shards
 
 PROMPT = "The old lighthouse keeper"
@@ -25,7 +25,8 @@ def test_sharded_page_writes_the_single_worker_greedy_reply(open_plain, hub, nam
     model = fixture_model(name)
     settings = GenerationSettings(temperature=0, max_new_tokens=30)
     single = list(model.generate(PROMPT, settings))
-    sharded = list(generate(make_shards(model.params, model.config, workers), model.tokenizer, PROMPT, settings))
+    shards = make_shards(model.params, model.config, workers)
+    sharded = list(generate(Session(shards), model.tokenizer, PROMPT, settings))
     assert [s.token_id for s in sharded] == [s.token_id for s in single]
     app = open_plain("examples/parallel/", model=f"test/{name}", endpoint=hub.url, prompt=PROMPT,
                      workers=workers, max_new_tokens=30)

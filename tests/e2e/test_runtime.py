@@ -18,7 +18,7 @@ import pytest
 
 from support import CORPUS, ROOT, fixture_model
 from test_vendor_runtime import static_files
-from tests.e2e.conftest import AppPage, app_url
+from tests.e2e.conftest import AppPage, app_url, load_model
 from tools.serve import AppServer
 
 CDN = {  # the pinned CDN prefixes index.html uses -> the vendor/ folders that mirror them
@@ -41,9 +41,9 @@ def full_vocab_model(tmp_path_factory, hub):
     return folder
 
 
-def test_browser_tokenizer_equals_cpython_and_tiktoken(open_app, hub, full_vocab_model, gpt2_tokenizer, tiktoken_gpt2):
-    app = open_app(model="test/full-vocab", endpoint=hub.url)
-    app.wait_status("Ready")
+def test_browser_tokenizer_equals_cpython_and_tiktoken(runtime_page, full_vocab_model, gpt2_tokenizer, tiktoken_gpt2):
+    app = runtime_page
+    assert load_model(app, "test/full-vocab").startswith("Ready: test/full-vocab")
     for text in CORPUS:
         ids = json.loads(app.worker("tokenize", text))
         assert ids == gpt2_tokenizer.encode(text) == tiktoken_gpt2.encode_ordinary(text), text

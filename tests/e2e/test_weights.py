@@ -20,7 +20,7 @@ import pytest
 
 from support import MODEL_NAMES, MODELS, fixture_model, gpt2_layout_repo
 from tests.e2e.conftest import FINAL_STATUS as FINAL_STATUS_JS, AppPage, app_url
-from tools.hub_server import HubServer, fake_commit
+from tools.hub_server import CHUNK_SIZE, HubServer, fake_commit
 
 TINY = MODELS / "tiny"
 WEIGHTS = "model.safetensors"
@@ -440,3 +440,26 @@ def test_two_tabs_loading_the_same_model_download_it_once(app, hub, tiny):
         assert other.errors == []
     finally:
         other.page.close()
+
+
+def test_cancel_stops_the_download_within_a_chunk_and_the_next_load_goes_on_from_it(app, hub, tiny):
+    hub.set_fault(tiny, WEIGHTS, delay=0.3)  # 11 chunks of 64 KiB, one every 0.3 s: time to cancel halfway
+    app.page.fill("#model", tiny)
+    app.page.click("#load")
+    app.page.wait_for_function(f"() => document.getElementById('status').textContent.startsWith('Downloading {WEIGHTS}')")
+    cancel = app.page.get_by_role("button", name="Cancel")
+    cancel.click()
+    app.page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Cancelled')",
+                               timeout=10_000)
+    assert cancel.is_hidden() and app.page.is_enabled("#load")
+    sent = lambda: sum(r.bytes_sent for r in weight_gets(hub, tiny))  # noqa: E731
+    app.page.wait_for_timeout(1500)  # what the socket had taken before the connection closed
+    stopped = sent()
+    app.page.wait_for_timeout(900)  # three of the server's chunk intervals: nothing more
+    assert sent() == stopped < TINY_SIZE - 2 * CHUNK_SIZE
+    hub.clear_faults()
+    hub.clear_requests()
+    assert load(app, tiny).startswith("Ready")
+    (resumed,) = weight_gets(hub, tiny)
+    received = int(resumed.range.removeprefix("bytes=").removesuffix("-"))
+    assert resumed.status == 206 and 0 < received <= stopped and resumed.bytes_sent == TINY_SIZE - received
