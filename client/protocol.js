@@ -66,7 +66,7 @@
  */
 
 /**
- * @typedef {object} StartReply  start, shard_start: the reply has begun. reused: prompt tokens the KV cache held from the last reply, not run again; feed (shard_start only): [ids, position] of the first forward pass.
+ * @typedef {object} StartReply  start, shard_start: the reply has begun. reused: prompt tokens the KV cache held from the last reply, not run again; feed: [ids, position] of the first forward pass (which shard_start's caller runs).
  * @property {number} prompt_tokens
  * @property {number} n_ctx
  * @property {number} reused

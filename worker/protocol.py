@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from engine import GenerationSettings, Step
 from engine.chat import chat_prompt
-from engine.generation import TokenizerLike
+from engine.generation import Decoder, Session, TokenizerLike
 from model_loader.hub import DEFAULT_ENDPOINT
 
 # ---- requests -------------------------------------------------------------------------------
@@ -95,7 +95,8 @@ class ShardLoadReply(LoadReply):
 @dataclass(frozen=True)
 class StartReply:
     """start, shard_start: the reply has begun. reused: prompt tokens the KV cache held from the
-    last reply, not run again; feed (shard_start only): [ids, position] of the first forward pass."""
+    last reply, not run again; feed: [ids, position] of the first forward pass (which shard_start's
+    caller runs)."""
 
     prompt_tokens: int
     n_ctx: int
@@ -220,6 +221,19 @@ def read_start(request: str, tokenizer: TokenizerLike) -> tuple[list[int], Gener
         ids, stops = chat_prompt([tuple(turn) for turn in start.turns], tokenizer, start.style)
         return ids, replace(settings, stop=settings.stop + stops)
     return tokenizer.encode(start.prompt or ""), settings
+
+
+def begin_reply(request: str, session: Session, tokenizer: TokenizerLike
+                ) -> tuple[Decoder | None, StartReply | ErrorReply]:
+    """A start request's generation loop, reusing what the session's caches hold, and the reply
+    to send; (None, ErrorReply) for a bad request."""
+    try:
+        ids, settings = read_start(request, tokenizer)
+    except (TypeError, ValueError) as e:
+        return None, ErrorReply(str(e))
+    decoder = session.decoder(tokenizer, ids, settings)
+    return decoder, StartReply(prompt_tokens=decoder.prompt_tokens, n_ctx=decoder.n_ctx, reused=decoder.reused,
+                               feed=decoder.feed)
 
 
 def step_reply(step: Step, tokenizer, feed: list | None = None) -> StepReply:

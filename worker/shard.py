@@ -20,7 +20,7 @@ from engine import Model
 from engine.generation import Decoder, Session
 from engine.parallel import Shard, all_reduce
 from worker.loading import ShardOfModel, load_checkpoint
-from worker.protocol import (Busy, ErrorReply, LoadReply, LoadRequest, ShardLoadReply, StartReply, encode, read_start,
+from worker.protocol import (Busy, ErrorReply, LoadReply, LoadRequest, ShardLoadReply, begin_reply, encode,
                              step_reply)
 
 state: dict = {"shard": None, "session": None, "tokenizer": None, "decoder": None}
@@ -72,14 +72,8 @@ async def shard_load(request: LoadRequest, index: int, n_shards: int, push: Call
 
 def shard_start(request: str) -> str:
     """Lead only: begin a reply (a StartRequest): a StartReply with the first feed, or an ErrorReply."""
-    config, tokenizer = state["shard"].config, state["tokenizer"]
-    try:
-        ids, settings = read_start(request, tokenizer)
-    except (TypeError, ValueError) as e:
-        return encode(ErrorReply(str(e)))
-    decoder = state["decoder"] = state["session"].decoder(tokenizer, ids, settings)
-    return encode(StartReply(prompt_tokens=decoder.prompt_tokens, n_ctx=config.n_ctx, reused=decoder.reused,
-                             feed=decoder.feed))
+    state["decoder"], reply = begin_reply(request, state["session"], state["tokenizer"])
+    return encode(reply)
 
 
 def shard_feed(ids: str, position: int):

@@ -8,13 +8,13 @@ from dataclasses import asdict
 
 from polyscript import xworker
 
-from engine import GenerationSettings, Model
+from engine import GenerationSettings
 from engine.generation import Decoder
 from worker import shard
 from worker.cache_manager import cache_delete, cache_models, model_size
 from worker.download import cancel_load as cancel
 from worker.loading import load_checkpoint
-from worker.protocol import FUNCTIONS, ErrorReply, LoadRequest, StartReply, encode, read, read_start, step_reply
+from worker.protocol import FUNCTIONS, ErrorReply, LoadRequest, begin_reply, encode, read, step_reply
 from worker.shard import (shard_busy, shard_exchange, shard_feed, shard_next, shard_run, shard_share, shard_start,
                           shard_stop)
 
@@ -52,13 +52,8 @@ def defaults() -> str:
 def start(request: str) -> str:
     """Begin a reply (a StartRequest): a StartReply, or an ErrorReply for bad settings. What the
     KV cache holds of the prompt since the last reply is not run again."""
-    model: Model = state["model"]
-    try:
-        ids, settings = read_start(request, model.tokenizer)
-    except (TypeError, ValueError) as e:
-        return encode(ErrorReply(str(e)))
-    decoder = state["decoder"] = state["session"].decoder(model.tokenizer, ids, settings)
-    return encode(StartReply(prompt_tokens=len(ids), n_ctx=model.config.n_ctx, reused=decoder.reused))
+    state["decoder"], reply = begin_reply(request, state["session"], state["model"].tokenizer)
+    return encode(reply)
 
 
 def step() -> str:

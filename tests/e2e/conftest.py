@@ -9,12 +9,10 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from support import MODEL_NAMES, MODELS, ROOT
+from tools.browser import CHROMIUM, CHROMIUM_ARGS, REPLY_DONE
 from tools.hub_server import HubServer
 from tools.serve import AppServer
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 ALLOWED_WARNINGS = ("Unable to use `window` or `document`",  # PyScript, in a worker without SharedArrayBuffer
                     "Service Worker registration blocked by Playwright")  # open_plain's contexts
 LONG_TASKS = """
@@ -93,9 +91,7 @@ class AppPage:
 
     def wait_reply_done(self, timeout: float = 60) -> str:
         last = self.replies().last
-        self.page.wait_for_function(
-            "() => { const r = [...document.querySelectorAll('#log article.assistant')].pop();"
-            " return r && r.getAttribute('aria-busy') === 'false'; }", timeout=timeout * 1000)
+        self.page.wait_for_function(REPLY_DONE, timeout=timeout * 1000)
         return last.locator(".text").text_content()
 
     def worker(self, function: str, *args):

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from support import MODEL_NAMES, MODELS, fixture_model, gpt2_layout_repo
-from tests.e2e.conftest import FINAL_STATUS as FINAL_STATUS_JS, AppPage, app_url
+from tests.e2e.conftest import FINAL_STATUS as FINAL_STATUS_JS, AppPage, app_url, load_model as load
 from tools.hub_server import CHUNK_SIZE, HubServer, fake_commit
 
 TINY = MODELS / "tiny"
@@ -80,12 +80,6 @@ def app(panel, hub):
     hub.clear_requests()
     yield panel
     assert panel.errors == [] and panel.foreign_requests() == []
-
-
-def load(app: AppPage, repo: str, timeout: float = 60) -> str:
-    """Load repo through the model form; return the status line it ends with."""
-    app.page.fill("#model", repo)
-    return app.load_outcome(lambda: app.page.click("#load"), timeout)
 
 
 def weight_gets(hub, repo: str, name: str = WEIGHTS) -> list:
