@@ -29,6 +29,8 @@ const FOLDER_FILES = ["config.json", "vocab.json", "merges.txt", "model.safetens
  * @property {(event: object) => void} [onProgress]  called with what the worker reports:
  *   {kind: "progress", file, files: {name: [received, total]}, cached, speed} or
  *   {kind: "status", text} (client/protocol.js: Progress, Status)
+ * @property {"simd" | "numpy"} [kernels="simd"]  what multiplies by the weights: WebAssembly SIMD
+ *   kernels (where the browser has them; else NumPy), or NumPy's einsum
  * @property {AbortSignal} [signal]  aborting stops the load (loadModel rejects with the signal's
  *   reason); what was downloaded stays in the browser cache and the next load goes on from it
  */
@@ -64,11 +66,11 @@ const FOLDER_FILES = ["config.json", "vocab.json", "merges.txt", "model.safetens
  * @param {LoadOptions} [options]
  * @returns {Promise<Model>}  rejects with the worker's reason if the model cannot be loaded
  */
-export async function loadModel(source, { revision = "main", endpoint = HUB, onProgress, signal,
+export async function loadModel(source, { revision = "main", endpoint = HUB, onProgress, signal, kernels = "simd",
                                           workers = workerCount(new URLSearchParams()) } = {}) {
   signal?.throwIfAborted();
   const blobs = [];
-  const request = requestFor(source, revision, endpoint, blobs);
+  const request = { ...requestFor(source, revision, endpoint, blobs), kernels };
   const workersModel = new ParallelModel(workers);
   const aborted = new Promise((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason), { once: true }));
   try {

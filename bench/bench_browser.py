@@ -69,11 +69,11 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def prompt_of(tokenizer, n_tokens: int) -> str:
-    """A text that the GPT-2 tokenizer turns into exactly n_tokens tokens."""
+def prompt_of(tokenizer, n_tokens: int, lead: str = "") -> str:
+    """A text that the GPT-2 tokenizer turns into exactly n_tokens tokens (starting with `lead`)."""
     words = ("the quick brown fox jumps over a lazy dog while seven wizards quietly hex "
              "jolly zebras near my old barn").split()
-    text = ""
+    text = lead
     while len(tokenizer.encode(text)) < n_tokens:
         text += " " + words[len(text) % len(words)]
     while len(tokenizer.encode(text)) > n_tokens:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_native import cpu_model  # noqa: E402
 from tools.browser import REPLY_DONE, launch  # noqa: E402
 from tools.hub_server import HubServer  # noqa: E402
 from tools.serve import AppServer  # noqa: E402
@@ -49,12 +49,6 @@ SEND_AND_TIME_FIRST_TOKEN = """
   document.getElementById('send').click();
 })
 """
-
-
-def cpu_model() -> str:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    found = re.search(r"model name\s*:\s*(.+)", text)
-    return found[1].strip() if found else platform.processor()
 
 
 def chat_turns(browser, root: Path, model: Path, turns: int, workers: int) -> list[dict]:

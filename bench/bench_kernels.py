@@ -26,6 +26,7 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_native import cpu_model  # noqa: E402
 from tools import vendor_runtime  # noqa: E402
 from tools.browser import launch  # noqa: E402
 from tools.serve import AppServer  # noqa: E402
@@ -143,13 +144,6 @@ RUN_WORKER = """
   w.postMessage(message);
 })
 """
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def run(seconds: float) -> dict:

@@ -42,6 +42,14 @@ def load_timed(folder: Path):
     return model, time.perf_counter() - start
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), to write beside every figure."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -7,7 +7,7 @@
 //   const step = JSON.parse(await model.step());                 // as its step()
 //
 // `model` offers the model worker's exported functions (load, start, step, stop, tokenize,
-// defaults, heap_bytes, cache_models, cache_delete, model_size, cancel; JSON strings in and out), so a
+// logits, defaults, heap_bytes, cache_models, cache_delete, model_size, cancel; JSON strings in and out), so a
 // page uses it in place of the worker; the chat page does (app/main.py). The worker count
 // follows the visitor's cores (workerCount). With several workers, each runs worker/worker.py
 // and holds one shard: a range of the heads, of the MLP's hidden units and of the vocabulary.
@@ -30,6 +30,12 @@ export function workerCount(query = new URLSearchParams(location.search), cores 
   const asked = Number.parseInt(query.get("workers") ?? "", 10);
   const n = Number.isFinite(asked) ? asked : cores || 1;
   return Math.min(Math.max(n, 1), MAX_WORKERS);
+}
+
+/** The kernels for the weight products: ?kernels=numpy asks for NumPy's einsum, else "simd"
+ * (WebAssembly SIMD, where the browser has it; the worker falls back to NumPy elsewhere). */
+export function kernelsChoice(query = new URLSearchParams(location.search)) {
+  return query.get("kernels") ?? "simd";
 }
 
 /** An event a worker pushed (worker.push: a JSON string), or {} for PyScript's own messages. */
@@ -120,7 +126,7 @@ export class ParallelModel {
   async load(request, onProgress) {
     const booting = this.boot();
     if (!this.#workers.length) await booting;  // no lead given: wait for the workers
-    const options = { ...JSON.parse(request), tiktoken: (await chooseRuntime()).tiktoken };
+    const options = { kernels: kernelsChoice(), ...JSON.parse(request), tiktoken: (await chooseRuntime()).tiktoken };
     const listener = message => {
       const event = pushed(message);
       if (event.kind === EVENT.progress || event.kind === EVENT.status) onProgress?.(event);
@@ -241,6 +247,13 @@ export class ParallelModel {
   }
 
   async tokenize(text) { return this.#lead.tokenize(text); }
+
+  /** As worker.logits, for a model loaded on one worker. */
+  async logits(ids) {
+    if (this.#active !== 1) throw new Error("logits needs a model loaded on one worker");
+    return this.#lead.logits(ids);
+  }
+
   async defaults() { return this.#lead.defaults(); }
   async cache_models() { return this.#lead.cache_models(); }
   async cache_delete(model) { return this.#lead.cache_delete(model); }

@@ -2,12 +2,13 @@
 // `python3 -m worker.protocol > client/protocol.js`: edit that file, not this one.
 
 /**
- * @typedef {object} LoadRequest  load, shard_load: a Hub repository, or the visitor's files ({file name: blob URL}, local). tiktoken: the base URL of the npm tiktoken package the worker tokenises with.
+ * @typedef {object} LoadRequest  load, shard_load: a Hub repository, or the visitor's files ({file name: blob URL}, local). tiktoken: the base URL of the npm tiktoken package the worker tokenises with. kernels: "simd" multiplies by the weights with WebAssembly SIMD where the browser has it, "numpy" with NumPy.
  * @property {string} tiktoken
  * @property {(string|null)} repo
  * @property {string} revision
  * @property {string} endpoint
  * @property {(object|null)} local
+ * @property {string} kernels
  */
 
 /**
@@ -31,7 +32,7 @@
  */
 
 /**
- * @typedef {object} LoadReply  load: the model is ready. not_cached says why nothing was kept in the browser, or null.
+ * @typedef {object} LoadReply  load: the model is ready. not_cached says why nothing was kept in the browser, or null; kernels which multiply by the weights: "simd" (WebAssembly SIMD) or "numpy".
  * @property {string} repo
  * @property {(string|null)} commit
  * @property {(string|null)} host
@@ -42,6 +43,7 @@
  * @property {boolean} from_cache
  * @property {number} downloaded
  * @property {(string|null)} not_cached
+ * @property {string} kernels
  * @property {number} n_shards
  */
 
@@ -57,6 +59,7 @@
  * @property {boolean} from_cache
  * @property {number} downloaded
  * @property {(string|null)} not_cached
+ * @property {string} kernels
  * @property {number} n_shards
  * @property {number} shard
  * @property {number} heads
@@ -132,4 +135,4 @@
 export const EVENT = Object.freeze({progress: "progress", status: "status", shards: "shards"});
 
 /** The model worker's exported functions. */
-export const FUNCTIONS = Object.freeze(["load", "cancel", "release", "defaults", "start", "step", "stop", "tokenize", "heap_bytes", "cache_models", "cache_delete", "model_size", "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_run", "shard_stop", "shard_share", "shard_busy"]);
+export const FUNCTIONS = Object.freeze(["load", "cancel", "release", "defaults", "start", "step", "stop", "tokenize", "logits", "heap_bytes", "cache_models", "cache_delete", "model_size", "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_run", "shard_stop", "shard_share", "shard_busy"]);

@@ -68,15 +68,28 @@ export class MatmulKernels {
    * @returns {Float32Array} [nSeq, nOut], a new array
    */
   matmul_t(x, nSeq, handle) {
+    const y = new Float32Array(nSeq * this.weights[handle].nOut);
+    this.matmulInto(x, nSeq, handle, y);
+    return y;
+  }
+
+  /**
+   * x @ w.T for the weight matrix `handle`, written into y (e.g. a view of another module's
+   * memory, as a NumPy array's buffer in Pyodide).
+   * @param {Float32Array} x [nSeq, nIn], row-major
+   * @param {Float32Array} y [nSeq, nOut], row-major
+   */
+  matmulInto(x, nSeq, handle, y) {
     const { ptr, nOut, nIn } = this.weights[handle];
     checkLength(x, nSeq * nIn, "x");
+    checkLength(y, nSeq * nOut, "y");
     const mark = this.wasm.heap_mark(); // x and y are scratch, freed below
     try {
       const xPtr = this.alloc(x.length);
-      const yPtr = this.alloc(nSeq * nOut);
+      const yPtr = this.alloc(y.length);
       this.view(xPtr, x.length).set(x);
       this.wasm.matmul_t(xPtr, ptr, yPtr, nSeq, nIn, nOut);
-      return this.view(yPtr, nSeq * nOut).slice();
+      y.set(this.view(yPtr, y.length));
     } finally {
       this.wasm.heap_release(mark);
     }

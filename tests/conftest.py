@@ -8,14 +8,22 @@ import pytest
 from support import FIXTURES, GPT2_JSON, fixture_model
 
 
+# The browser tests in two groups of about equal time, each run in order by one pytest-xdist
+# worker with its own browser and shared pages; the CPython tests fill in beside them.
+SECOND_BROWSER = {"test_experience.py", "test_examples.py", "test_offline.py", "test_accessibility.py",
+                  "test_page.py", "test_kernels_page.py"}
+
+
 def pytest_xdist_make_scheduler(config, log):
-    """pytest-xdist (pyproject.toml: -n 2) runs the browser tests, in their order, in one worker
-    (one browser, its shared pages) while the other runs the CPython tests, module by module."""
+    """pytest-xdist (pyproject.toml: -n 2) gives each worker one group of browser tests (a page
+    boot is mostly one core's work), and the CPython tests, module by module, to whichever is free."""
     from xdist.scheduler import LoadScopeScheduling
 
     class BrowserTestsTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "tests/e2e" if nodeid.startswith("tests/e2e/") else super()._split_scope(nodeid)
+            if not nodeid.startswith("tests/e2e/"):
+                return super()._split_scope(nodeid)
+            return "tests/e2e (2)" if nodeid.split("/")[2].split("::")[0] in SECOND_BROWSER else "tests/e2e (1)"
 
     return BrowserTestsTogether(config, log)
 

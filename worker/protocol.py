@@ -24,13 +24,15 @@ from model_loader.hub import DEFAULT_ENDPOINT
 @dataclass(frozen=True)
 class LoadRequest:
     """load, shard_load: a Hub repository, or the visitor's files ({file name: blob URL}, local).
-    tiktoken: the base URL of the npm tiktoken package the worker tokenises with."""
+    tiktoken: the base URL of the npm tiktoken package the worker tokenises with. kernels: "simd"
+    multiplies by the weights with WebAssembly SIMD where the browser has it, "numpy" with NumPy."""
 
     tiktoken: str
     repo: str | None = None
     revision: str = "main"
     endpoint: str = DEFAULT_ENDPOINT
     local: dict[str, str] | None = None
+    kernels: str = "simd"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class ErrorReply:
 
 @dataclass(frozen=True)
 class LoadReply:
-    """load: the model is ready. not_cached says why nothing was kept in the browser, or null."""
+    """load: the model is ready. not_cached says why nothing was kept in the browser, or null;
+    kernels which multiply by the weights: "simd" (WebAssembly SIMD) or "numpy"."""
 
     repo: str
     commit: str | None
@@ -77,6 +80,7 @@ class LoadReply:
     from_cache: bool
     downloaded: int
     not_cached: str | None
+    kernels: str = "numpy"
     n_shards: int = 1
 
 
@@ -188,7 +192,7 @@ EVENTS = (Progress, Status, Shards)
 FUNCTIONS = {
     "load": (LoadRequest, LoadReply), "cancel": (None, None), "release": (None, None), "defaults": (None, "GenerationSettings fields"),
     "start": (StartRequest, StartReply), "step": (None, StepReply), "stop": (None, None),
-    "tokenize": ("text", "token ids"), "heap_bytes": (None, "bytes"),
+    "tokenize": ("text", "token ids"), "logits": ("token ids", "Float32Array"), "heap_bytes": (None, "bytes"),
     "cache_models": (None, CachedModels), "cache_delete": (ModelRequest, CachedModels),
     "model_size": (ModelRequest, ModelSize),
     "shard_load": (LoadRequest, ShardLoadReply), "shard_start": (StartRequest, StartReply),

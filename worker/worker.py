@@ -13,6 +13,7 @@ from engine.generation import Decoder
 from worker import shard
 from worker.cache_manager import cache_delete, cache_models, model_size
 from worker.download import cancel_load as cancel
+from worker.kernels import kernels_bytes
 from worker.loading import load_checkpoint
 from worker.protocol import FUNCTIONS, ErrorReply, LoadRequest, begin_reply, encode, read, step_reply
 from worker.shard import (shard_busy, shard_exchange, shard_feed, shard_next, shard_run, shard_share, shard_start,
@@ -76,11 +77,19 @@ def tokenize(text: str) -> str:
     return json.dumps(tokenizer.encode(text))
 
 
+def logits(ids: str):
+    """Logits of token ids (JSON) under the whole model loaded by load, flat [len(ids) * n_vocab]
+    as a Float32Array (to score a text); the chat's KV cache is left as it is."""
+    return shard.to_float32array(state["model"].logits(json.loads(ids)))
+
+
 def heap_bytes() -> float:
-    """Size of the worker's WebAssembly memory (it only grows, so a leak shows as growth).
+    """Bytes of the worker's WebAssembly memories: Pyodide's heap (it only grows, so a leak
+    shows as growth) and the loaded model's kernels (worker/kernels.py), if any.
     A float: integers above 2**31 do not survive the trip to the main thread."""
     import pyodide_js
-    return float(pyodide_js._module.HEAP8.length)
+    model = state["model"] or shard.state["shard"]
+    return float(pyodide_js._module.HEAP8.length + (kernels_bytes(model.params) if model else 0))
 
 
 async def shard_load(request: str, index: int, n_shards: int) -> str:

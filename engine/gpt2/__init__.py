@@ -4,9 +4,9 @@ engine/architectures.py registers it under config.json's model_type "gpt2"; anot
 architecture would be another folder offering the same names."""
 from .config import LIMITS, MODEL_TYPE, GPT2Config, param_count, read_config, weight_bytes
 from .forward import KVCache, forward_pass
-from .params import (IGNORED_SUFFIXES, PREFIX, Block, Params, ShardSlicer, make_params, max_shards, shard_heads,
-                     slice_params, tensors)
+from .params import (IGNORED_SUFFIXES, PREFIX, Block, Params, ShardSlicer, make_params, map_matrices, max_shards,
+                     shard_heads, slice_params, tensors)
 
 __all__ = ["IGNORED_SUFFIXES", "LIMITS", "MODEL_TYPE", "PREFIX", "Block", "GPT2Config", "KVCache", "Params",
-           "ShardSlicer", "forward_pass", "make_params", "max_shards", "param_count", "read_config", "shard_heads",
+           "ShardSlicer", "forward_pass", "make_params", "map_matrices", "max_shards", "param_count", "read_config", "shard_heads",
            "slice_params", "tensors", "weight_bytes"]

@@ -10,7 +10,8 @@ drivers (one worker, shards in one process, shards in workers) are in engine/par
 
 Weights are stored (out, in) C-contiguous: in Pyodide (NumPy without BLAS) einsum over that
 layout is 2-5x faster than matmul over Hugging Face's (in, out) layout; native NumPy hands the
-same products to BLAS.
+same products to BLAS. In the browser the weight matrices are usually held by WebAssembly SIMD
+kernels instead (worker/kernels.py's HeldWeight): `project` takes either.
 """
 from __future__ import annotations
 
@@ -73,8 +74,14 @@ def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.nd
     return g * x / np.sqrt(variance + np.float32(eps)) + b
 
 
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    y = matmul_t(x, w)
+def project(x: np.ndarray, w) -> np.ndarray:
+    """x @ w.T for a weight matrix w [n_out, n_in]: a NumPy array, or one held by the kernels.
+    [n_seq, n_in] -> [n_seq, n_out]"""
+    return matmul_t(x, w) if isinstance(w, np.ndarray) else w.matmul_t(x)
+
+
+def linear(x: np.ndarray, w, b: np.ndarray) -> np.ndarray:
+    y = project(x, w)
     y += b
     return y
 
@@ -123,19 +130,19 @@ def attention_partial(x: np.ndarray, block: Block, cache: KVCache, layer: int, q
     q, k, v = qkv[queries, :width], qkv[:, width:2 * width], qkv[:, 2 * width:]
     keys, values_t = cache.append(layer, split_heads(k, cache.head_dim), split_heads(v, cache.head_dim))
     out = attention(split_heads(q, cache.head_dim), keys, values_t)  # [n_head, n_queries, head_dim]
-    return matmul_t(merge_heads(out), block.w_attn_proj)  # [n_queries, width] -> [n_queries, n_embd]
+    return project(merge_heads(out), block.w_attn_proj)  # [n_queries, width] -> [n_queries, n_embd]
 
 
 def mlp_partial(x: np.ndarray, block: Block) -> np.ndarray:
     """This shard's hidden units' part of the MLP, without the output bias.
     [n_seq, n_embd] -> [n_seq, inner] -> [n_seq, n_embd]"""
-    return matmul_t(gelu(linear(x, block.w_fc, block.b_fc)), block.w_mlp_proj)
+    return project(gelu(linear(x, block.w_fc, block.b_fc)), block.w_mlp_proj)
 
 
 def logits_partial(x: np.ndarray, params: Params, config: GPT2Config) -> np.ndarray:
     """The final norm and this shard's vocabulary of the LM head, in its columns of the logits
     (zeros elsewhere). [n_seq, n_embd] -> [n_seq, n_vocab]"""
-    mine = matmul_t(layer_norm(x, params.ln_f_g, params.ln_f_b, config.eps), params.lm_head)
+    mine = project(layer_norm(x, params.ln_f_g, params.ln_f_b, config.eps), params.lm_head)
     if mine.shape[-1] == config.n_vocab:
         return mine
     out = np.zeros((len(mine), config.n_vocab), dtype=np.float32)

@@ -2,6 +2,7 @@
 that make them (Hugging Face names, stored shapes), and what a shard keeps of each."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -69,7 +70,8 @@ BLOCK_TENSORS = {  # Hugging Face name within block i (h.{i}.) -> Block field
 }
 TOP_TENSORS = {"wte.weight": "wte", "wpe.weight": "wpe", "ln_f.weight": "ln_f_g", "ln_f.bias": "ln_f_b",
                "lm_head.weight": "lm_head"}
-CONV1D = {"w_qkv", "w_attn_proj", "w_fc", "w_mlp_proj"}
+MATRICES = {"w_qkv", "w_attn_proj", "w_fc", "w_mlp_proj"}  # a block's weight matrices, (out, in)
+CONV1D = MATRICES  # stored (in, out) by Hugging Face's Conv1D: transposed when read
 OPTIONAL = {"lm_head"}  # absent: tied to wte
 PREFIX = "transformer."  # GPT2LMHeadModel's names; GPT2Model's have none
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of old checkpoints
@@ -102,6 +104,19 @@ def make_params(config: GPT2Config, blocks: list[dict], top: dict, keep: object 
                   ln_f_b=top["ln_f_b"], lm_head=wte if tied else lm_head, vocab_start=vocab_start)
 
 
+def map_matrices(params: Params, hold: Callable[[np.ndarray], object] | None) -> Params:
+    """The params with each block's weight matrices replaced by hold(matrix): one held by WASM
+    kernels, say (no hold: the params as they are). The embeddings and the LM head stay NumPy
+    arrays: the embedding takes rows of wte, and the LM head's product runs at the speed of
+    memory either way."""
+    if hold is None:
+        return params
+    blocks = [Block(**{field: hold(a) if field in MATRICES else a for field, a in vars(block).items()})
+              for block in params.blocks]
+    return Params(wte=params.wte, wpe=params.wpe, blocks=blocks, ln_f_g=params.ln_f_g, ln_f_b=params.ln_f_b,
+                  lm_head=params.lm_head, vocab_start=params.vocab_start)
+
+
 def split_range(n: int, parts: int, index: int) -> slice:
     """The index-th of `parts` contiguous, near-equal ranges of range(n); the first ones are
     one longer when n does not divide evenly."""
@@ -119,13 +134,16 @@ class ShardSlicer:
     """What shard `index` of n_shards keeps of each parameter: the rows of W_qkv and b_qkv of
     its heads' q, k, v, their columns of w_attn_proj, its hidden units' rows of w_fc and b_fc
     and columns of w_mlp_proj, its vocabulary rows of wte and lm_head, wpe on shard 0 only;
-    the rest whole (layer norms, the output biases). Called as keep(field, array)."""
+    the rest whole (layer norms, the output biases). Called as keep(field, array). With `hold`,
+    the block matrices are handed to hold(part) as they come (map_matrices' hold), so the
+    shard's NumPy copies of them never exist all at once."""
 
-    def __init__(self, config: GPT2Config, index: int, n_shards: int):
+    def __init__(self, config: GPT2Config, index: int, n_shards: int,
+                 hold: Callable[[np.ndarray], object] | None = None):
         if not 1 <= n_shards <= max_shards(config):
             raise ValueError(f"{n_shards} shards for {config.n_head} heads: use 1 to {config.n_head}")
         c, d = config.n_embd, config.head_dim
-        self.index = index
+        self.index, self.hold = index, hold
         self.heads = split_range(config.n_head, n_shards, index)
         self.vocab = split_range(config.n_vocab, n_shards, index)
         cols = slice(self.heads.start * d, self.heads.stop * d)
@@ -141,12 +159,13 @@ class ShardSlicer:
             return slice(0, 0) if self.index else None
         return self.vocab if field in ("wte", "lm_head") else None
 
-    def __call__(self, field: str, array: np.ndarray) -> np.ndarray | None:
+    def __call__(self, field: str, array: np.ndarray) -> object:
         """This shard's part of a parameter, as a C-contiguous copy that holds no reference to
-        `array`; None for wpe off shard 0."""
+        `array` (or what hold made of it); None for wpe off shard 0."""
         if field == "wpe" and self.index:
             return None
-        return array[self.parts.get(field, ...)].copy()
+        part = array[self.parts.get(field, ...)].copy()
+        return self.hold(part) if self.hold and field in MATRICES else part
 
 
 def slice_params(params: Params, config: GPT2Config, index: int, n_shards: int) -> Params:

@@ -1,0 +1,125 @@
+"""Speed as the chat shows it, per kernel (WASM SIMD or NumPy) and worker count, with the native
+engine as the anchor of the same run.
+
+    python bench/bench_speed.py [--model bench/models/gpt2-random] [--workers 1 2]
+                                [--kernels simd numpy] [--prompt-tokens 128] [--new-tokens 64]
+
+For each kernels x workers: a fresh page (?kernels=, ?workers=) loads the GPT-2-small-shaped
+random checkpoint from a local Hub, then, in completion mode and greedy,
+- through the chat UI: sends a prompt of --prompt-tokens tokens and times, in the page (a
+  MutationObserver), the first token of the reply (what the visitor waits for: the prompt's
+  forward pass and the first step) and every later one (decode tokens/s as the visitor sees
+  them); and reads the tokens/s the stats line shows;
+- through window.modelWorker directly (as bench_browser.py): prefill and decode tokens/s of the
+  worker(s) alone; the chat's decode rate over it is the cost of the page's loop.
+CPython's engine (one BLAS thread) runs the same prompt in the same run. Prints a table with
+the CPU model and writes bench/out/speed.json.
+"""
+from __future__ import annotations
+
+import bench_native  # noqa: I001  first: it pins BLAS to one thread before NumPy loads
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from urllib.parse import urlencode
+
+from playwright.sync_api import sync_playwright
+
+from bench_browser import TIME_GENERATION, prompt_of, wait_ready
+from bench_native import DEFAULT_MODEL, ROOT, cpu_model, load_timed, measure
+from tools.browser import REPLY_DONE, launch
+from tools.hub_server import HubServer
+from tools.serve import AppServer
+
+REPO = "bench/gpt2-random"
+TIMEOUT_MS = 600_000
+
+# In the page: click Send; resolve with the ms from the click to each token of the reply in the DOM.
+SEND_AND_TIME_TOKENS = """
+() => new Promise(resolve => {
+  const log = document.getElementById('log');
+  const before = log.querySelectorAll('article.assistant').length;
+  const t0 = performance.now(), times = [];
+  const observer = new MutationObserver(() => {
+    const reply = log.querySelectorAll('article.assistant')[before];
+    if (!reply) return;
+    const n = reply.querySelectorAll('.text span').length;
+    while (times.length < n) times.push(performance.now() - t0);
+    if (reply.getAttribute('aria-busy') === 'false') { observer.disconnect(); resolve(times); }
+  });
+  observer.observe(log, { childList: true, subtree: true, attributes: true });
+  document.getElementById('send').click();
+})
+"""
+
+
+def chat_run(browser, app_url: str, prompts: tuple[str, str], new_tokens: int) -> dict:
+    """One fresh page: the chat's own figures for the first prompt, then the worker's alone for
+    the second (another text: nothing of it is in the KV cache)."""
+    prompt, other = prompts
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(app_url)
+        wait_ready(page)
+        page.select_option("#mode", "completion")
+        page.fill("#message", prompt)
+        times = page.evaluate(SEND_AND_TIME_TOKENS)
+        page.wait_for_function(REPLY_DONE)
+        stats = page.text_content("#stats")
+        settings = json.dumps({"temperature": 0, "max_new_tokens": new_tokens + 1, "repetition_penalty": 1.0})
+        worker = page.evaluate(TIME_GENERATION, [other, settings, new_tokens])
+        kernels = page.evaluate("window.modelWorker.info.kernels")
+    finally:
+        context.close()
+    shown = re.search(r"([\d.]+) tokens/s", stats)
+    return {"kernels": kernels, "first_token_ms": times[0],
+            "chat_decode_tok_s": (len(times) - 1) / (times[-1] - times[0]) * 1e3,
+            "stats_tok_s": float(shown[1]) if shown else None,
+            "worker_prefill_ms": worker["prefill_ms"],
+            "worker_decode_tok_s": worker["decode_tokens"] / worker["decode_ms"] * 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--kernels", nargs="+", default=["simd", "numpy"])
+    parser.add_argument("--prompt-tokens", type=int, default=128)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    args = parser.parse_args()
+    model, _ = load_timed(args.model)
+    prompts = prompt_of(model.tokenizer, args.prompt_tokens), prompt_of(model.tokenizer, args.prompt_tokens, "Once")
+    native = measure(model, args.prompt_tokens, args.new_tokens)
+    rows = {}
+    with AppServer(ROOT) as app, HubServer({REPO: {"main": args.model}}) as hub, sync_playwright() as playwright:
+        browser = launch(playwright)
+        for kernels in args.kernels:
+            for workers in args.workers:
+                url = f"{app.url}/?" + urlencode({"model": REPO, "endpoint": hub.url, "temperature": 0,
+                                                  "max_new_tokens": args.new_tokens, "repetition_penalty": 1.0,
+                                                  "workers": workers, "kernels": kernels})
+                rows[f"{kernels}, {workers} worker(s)"] = run = chat_run(browser, url, prompts, args.new_tokens)
+                print(f"  {kernels}, {workers} worker(s): {run}", file=sys.stderr, flush=True)
+        browser.close()
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps({"cpu": cpu_model(), "native": native, "pages": rows}, indent=2))
+    print(f"\nCPU: {cpu_model()}. GPT-2 124M random, greedy, prompt {args.prompt_tokens} tokens, "
+          f"{args.new_tokens} new; one run each")
+    print("| page (kernels, workers) | first token ms (chat) | decode tok/s (chat) | stats line tok/s "
+          "| prefill ms (worker) | decode tok/s (worker) | chat / worker |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in rows.items():
+        print(f"| {name}{'' if r['kernels'] in name else ' (ran ' + r['kernels'] + ')'} | {r['first_token_ms']:.0f} "
+              f"| {r['chat_decode_tok_s']:.1f} | {r['stats_tok_s']} | {r['worker_prefill_ms']:.0f} "
+              f"| {r['worker_decode_tok_s']:.1f} | {r['chat_decode_tok_s'] / r['worker_decode_tok_s']:.2f} |")
+    print(f"| CPython, NumPy + BLAS, 1 thread | | | | {native['prefill_ms']:.0f} | {native['decode_tok_s']:.1f} | |")
+
+
+if __name__ == "__main__":
+    main()
