@@ -185,16 +185,17 @@ async def write_reply(body, request):
         set_status("Could not write a reply: " + info["error"] + " (see Generation settings)")
         return False
     started, count = js.performance.now(), 0
+    pending = worker.step()
     try:
-        while not state["stop"]:
-            token = json.loads(await worker.step())
+        while pending is not None:
+            token = json.loads(await pending)
             count += 1
+            # the worker computes the next token while this one is shown
+            pending = None if token["finish"] or state["stop"] else worker.step()
             if token["text"]:
                 add_token(body, token)
                 follow(element("log"))
             show_stats(info, count, started)
-            if token["finish"]:
-                break
     finally:
         await worker.stop()
     await measure_memory()

@@ -15,7 +15,7 @@ query = js.URLSearchParams.new(window.location.search)
 
 
 async def boot():
-    for name in ("model", "revision", "endpoint"):
+    for name in ("model", "revision", "endpoint", "weights"):
         if query.get(name) is not None:
             element(name).value = query.get(name)
     chat_panel.restore()

@@ -63,6 +63,7 @@ async def run_load(label, request):
     element("file-progress").replaceChildren()
     state["worker"].setWorkers(workers_wanted())
     request["tiktoken"] = window.RUNTIME.tiktoken
+    request["weights"] = element("weights").value
     try:
         result = json.loads(await state["worker"].load(json.dumps(request)))
     except Exception as e:  # a bug or a crash in the worker: say so and stay usable
@@ -79,7 +80,7 @@ async def run_load(label, request):
         set_status("Could not load " + label + ": " + result["error"])
         return
     set_status("Ready: " + label + " (" + fixed(result["n_params"] / 1e6) + "M parameters) " + load_summary(result)
-               + workers_summary(result))
+               + workers_summary(result) + weights_summary(request["weights"], result))
     await state["hooks"]["loaded"](result)
 
 
@@ -102,6 +103,12 @@ def workers_wanted():
 
 def workers_summary(result):
     return " · split over " + str(result["workers"]) + " workers" if result["workers"] > 1 else ""
+
+
+def weights_summary(asked, result):
+    if result["weights"] == "int8":
+        return " · int8 weights"
+    return " · float32 weights: int8 needs WebAssembly SIMD" if asked == "int8" else ""
 
 
 def load_summary(result):

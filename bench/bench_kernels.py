@@ -1,17 +1,21 @@
-"""Benchmark of the WebAssembly SIMD kernels (kernels/matmul.js) against NumPy's einsum, both in
-one Pyodide web worker in headless Chromium, on GPT-2 small's weight products.
+"""Benchmark of the WebAssembly SIMD kernels (kernels/matmul.js), float32 and int8 weights, against
+NumPy's einsum, all in one Pyodide web worker in headless Chromium, on GPT-2 small's weight
+products.
 
     python bench/bench_kernels.py [--seconds 1.5] [--json bench/out/kernels.json]
 
 Serves the repository (tools/serve.py; fills vendor/ first, as it does) and starts one module
 worker that loads Pyodide + NumPy from vendor/ and the kernels, then times y = x @ w.T for every
 weight matrix of GPT-2 small (w stored (out, in), as engine/gpt2/forward.py keeps it) at 1 row
-(decode: GEMV) and 128 rows (prefill: GEMM), by the kernel (copying x in and y out included, as a
-caller pays it) and by `np.einsum("...ik,...jk->...ij", x, w)` (what the engine runs in Pyodide).
-Each figure is the median of the runs made in about --seconds (at least 3). GFLOP/s counts
-2 * n_seq * n_in * n_out; GB/s is the weight matrix's bytes over the time (the floor of a GEMV's
-memory traffic). Also checks the kernel's result against einsum's. Prints a table with the CPU
-model and writes it as JSON.
+(decode: GEMV) and 128 rows (prefill: GEMM), by the float32 kernel and by the int8 kernel (the
+same w quantized per row by addWeightInt8), copying x in and y out included, as a caller pays it,
+and by `np.einsum("...ik,...jk->...ij", x, w)` (what the engine runs in Pyodide). Each figure is
+the median of the runs made in about --seconds (at least 3). GFLOP/s counts 2 * n_seq * n_in *
+n_out; GB/s is the weight matrix's bytes as held (4 a weight in float32, 1 in int8, plus its
+scales) over the time (the floor of a GEMV's memory traffic). Also checks the kernels' results
+against einsum's: the float32 kernel's error is rounding, the int8 kernel's is mostly the
+quantization of w. Then the 48 GEMVs of 12 layers with distinct weights (cache-cold), by each.
+Prints a table with the CPU model and writes it as JSON.
 """
 from __future__ import annotations
 
@@ -106,15 +110,18 @@ self.onmessage = async ({ data: { origin, python, matrices, seconds } }) => {
     const results = [];
     for (const [name, nIn, nOut, count, rows] of matrices) {
       const w = array(`rng.standard_normal((${nOut}, ${nIn}), dtype=np.float32)`);
-      const handle = kernels.addWeight(floats(w), nOut, nIn);
+      const ws = floats(w);
+      const handle = kernels.addWeight(ws, nOut, nIn);
+      const handle8 = kernels.addWeightInt8(ws, nOut, nIn);
       for (const nSeq of rows) {
         const x = array(`rng.standard_normal((${nSeq}, ${nIn}), dtype=np.float32)`);
         const xs = floats(x);
         const kernel_ms = medianMs(() => kernels.matmul_t(xs, nSeq, handle));
-        const y = kernels.matmul_t(xs, nSeq, handle);
+        const int8_ms = medianMs(() => kernels.matmul_t(xs, nSeq, handle8));
+        const y = kernels.matmul_t(xs, nSeq, handle), y8 = kernels.matmul_t(xs, nSeq, handle8);
         const einsum_ms = einsumMs(x, w, seconds);
-        results.push({ name, n_seq: nSeq, n_in: nIn, n_out: nOut, count, kernel_ms, einsum_ms,
-                       error: error(x, w, new Uint8Array(y.buffer)) });
+        results.push({ name, n_seq: nSeq, n_in: nIn, n_out: nOut, count, kernel_ms, int8_ms, einsum_ms,
+                       error: error(x, w, new Uint8Array(y.buffer)), int8_error: error(x, w, new Uint8Array(y8.buffer)) });
         x.destroy();
       }
       w.destroy();
@@ -122,13 +129,16 @@ self.onmessage = async ({ data: { origin, python, matrices, seconds } }) => {
     const stack = pyodide.runPython("stack = layer_stack(); stack");
     const products = stack.toJs({ depth: 1 }).map(pair => {
       const [x, w] = [pair.get(0), pair.get(1)];
-      const job = { x: floats(x), nSeq: 1, handle: kernels.addWeight(floats(w), w.shape.get(0), w.shape.get(1)) };
+      const [ws, nOut, nIn] = [floats(w), w.shape.get(0), w.shape.get(1)];
+      const job = { x: floats(x), nSeq: 1, handle: kernels.addWeight(ws, nOut, nIn), handle8: kernels.addWeightInt8(ws, nOut, nIn) };
       [x, w, pair].forEach(p => p.destroy());
       return job;
     });
     const stack_kernel_ms = medianMs(() => products.forEach(p => kernels.matmul_t(p.x, p.nSeq, p.handle)));
+    const stack_int8_ms = medianMs(() => products.forEach(p => kernels.matmul_t(p.x, p.nSeq, p.handle8)));
     const stack_einsum_ms = pyodide.globals.get("stack_einsum_ms")(stack, seconds);
-    postMessage({ stack_kernel_ms, stack_einsum_ms, results, simd: simdSupported(), kernel_memory_bytes: kernels.bytes });
+    postMessage({ stack_kernel_ms, stack_int8_ms, stack_einsum_ms, results, simd: simdSupported(),
+                  kernel_memory_bytes: kernels.bytes });
   } catch (error) {
     postMessage({ error: String(error.stack ?? error) });
   }
@@ -165,9 +175,15 @@ def run(seconds: float) -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "chromium": version, **measured}
 
 
-def rates(ms: float, r: dict) -> str:
+# The layer matrices' weights: the 48 GEMVs' bytes in float32 (4 a weight) and int8 (1, + scales).
+LAYER_WEIGHTS = 12 * sum(n_in * n_out for _, n_in, n_out, count, _ in MATRICES if count == 12)
+LAYER_ROWS = 12 * sum(n_out for _, n_in, n_out, count, _ in MATRICES if count == 12)
+
+
+def rates(ms: float, r: dict, int8: bool = False) -> str:
     flops = 2 * r["n_seq"] * r["n_in"] * r["n_out"]
-    return f"{ms:9.2f} {flops / ms / 1e6:7.2f} {4 * r['n_in'] * r['n_out'] / ms / 1e6:6.1f}"
+    weight_bytes = r["n_in"] * r["n_out"] + 4 * r["n_out"] if int8 else 4 * r["n_in"] * r["n_out"]
+    return f"{ms:9.2f} {flops / ms / 1e6:7.2f} {weight_bytes / ms / 1e6:6.1f}"
 
 
 def pass_ms(results: list[dict], n_seq: int, key: str) -> float:
@@ -181,21 +197,31 @@ def table(report: dict) -> str:
     lines = [f"CPU: {report['cpu']} ({report['cores']} cores), Chromium {report['chromium']}, one worker, "
              f"WASM SIMD: {report['simd']}",
              "",
-             "| product | x @ w.T | kernel ms | GFLOP/s | GB/s | einsum ms | GFLOP/s | GB/s | speed-up | max error |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| product | x @ w.T | f32 kernel ms | GFLOP/s | GB/s | int8 kernel ms | GFLOP/s | GB/s "
+             "| einsum ms | GFLOP/s | GB/s | f32 vs einsum | int8 vs einsum | int8 vs f32 | f32 max error "
+             "| int8 max error |",
+             "| --- | --- |" + " ---: |" * 14]
     for r in report["results"]:
-        kernel, einsum = rates(r["kernel_ms"], r).split(), rates(r["einsum_ms"], r).split()
+        kernel, int8, einsum = (rates(r["kernel_ms"], r).split(), rates(r["int8_ms"], r, int8=True).split(),
+                                rates(r["einsum_ms"], r).split())
         shape = f"{r['n_seq']}x{r['n_in']} · ({r['n_out']}x{r['n_in']})"
-        lines.append(f"| {r['name']} | {shape} | {' | '.join(kernel)} | {' | '.join(einsum)} | "
-                     f"{r['einsum_ms'] / r['kernel_ms']:.2f}x | {r['error']:.1e} |")
+        lines.append(f"| {r['name']} | {shape} | {' | '.join(kernel)} | {' | '.join(int8)} | {' | '.join(einsum)} | "
+                     f"{r['einsum_ms'] / r['kernel_ms']:.2f}x | {r['einsum_ms'] / r['int8_ms']:.2f}x | "
+                     f"{r['kernel_ms'] / r['int8_ms']:.2f}x | {r['error']:.1e} | {r['int8_error']:.1e} |")
+    lines.append("\n(max error: of the kernel's y against einsum's x @ w.T, relative to |x| @ |w|.T; for int8 it is "
+                 "the quantization of w, against the float32 product)")
     for n_seq in ROWS:
-        kernel, einsum = (pass_ms(report["results"], n_seq, key) for key in ("kernel_ms", "einsum_ms"))
+        kernel, int8, einsum = (pass_ms(report["results"], n_seq, key) for key in ("kernel_ms", "int8_ms", "einsum_ms"))
         lines.append(f"\nWeight products of a forward pass over {n_seq} token(s), 12 layers + LM head on the last: "
-                     f"kernel {kernel:.1f} ms, einsum {einsum:.1f} ms ({einsum / kernel:.2f}x)")
-    kernel, einsum = report["stack_kernel_ms"], report["stack_einsum_ms"]
-    lines.append(f"\nThe 48 GEMVs of 12 layers with distinct weights (340 MB, cache-cold as in decoding): "
-                 f"kernel {kernel:.1f} ms ({340e3 / kernel / 1e3:.1f} GB/s), einsum {einsum:.1f} ms "
-                 f"({340e3 / einsum / 1e3:.1f} GB/s), {einsum / kernel:.2f}x")
+                     f"f32 kernel {kernel:.1f} ms, int8 kernel {int8:.1f} ms, einsum {einsum:.1f} ms "
+                     f"(f32 {einsum / kernel:.2f}x, int8 {einsum / int8:.2f}x einsum; int8 {kernel / int8:.2f}x f32)")
+    kernel, int8, einsum = report["stack_kernel_ms"], report["stack_int8_ms"], report["stack_einsum_ms"]
+    f32_mb, int8_mb = 4 * LAYER_WEIGHTS / 1e6, (LAYER_WEIGHTS + 4 * LAYER_ROWS) / 1e6
+    lines.append(f"\nThe 48 GEMVs of 12 layers with distinct weights (cache-cold as in decoding; {f32_mb:.0f} MB in "
+                 f"float32, {int8_mb:.0f} MB in int8): f32 kernel {kernel:.1f} ms ({f32_mb / kernel:.1f} GB/s), "
+                 f"int8 kernel {int8:.1f} ms ({int8_mb / int8:.1f} GB/s), einsum {einsum:.1f} ms "
+                 f"({f32_mb / einsum:.1f} GB/s): f32 {einsum / kernel:.2f}x, int8 {einsum / int8:.2f}x einsum; "
+                 f"int8 {kernel / int8:.2f}x f32")
     return "\n".join(lines)
 
 

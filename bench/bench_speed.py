@@ -1,10 +1,10 @@
-"""Speed as the chat shows it, per kernel (WASM SIMD or NumPy) and worker count, with the native
-engine as the anchor of the same run.
+"""Speed as the chat shows it, per kernel (WASM SIMD float32 or int8 weights, or NumPy) and
+worker count, with the native engine as the anchor of the same run.
 
     python bench/bench_speed.py [--model bench/models/gpt2-random] [--workers 1 2]
-                                [--kernels simd numpy] [--prompt-tokens 128] [--new-tokens 64]
+                                [--kernels simd simd-int8 numpy] [--prompt-tokens 128] [--new-tokens 64]
 
-For each kernels x workers: a fresh page (?kernels=, ?workers=) loads the GPT-2-small-shaped
+For each kernels x workers: a fresh page (?kernels=, ?weights=, ?workers=) loads the GPT-2-small-shaped
 random checkpoint from a local Hub, then, in completion mode and greedy,
 - through the chat UI: sends a prompt of --prompt-tokens tokens and times, in the page (a
   MutationObserver), the first token of the reply (what the visitor waits for: the prompt's
@@ -73,11 +73,12 @@ def chat_run(browser, app_url: str, prompts: tuple[str, str], new_tokens: int) -
         stats = page.text_content("#stats")
         settings = json.dumps({"temperature": 0, "max_new_tokens": new_tokens + 1, "repetition_penalty": 1.0})
         worker = page.evaluate(TIME_GENERATION, [other, settings, new_tokens])
-        kernels = page.evaluate("window.modelWorker.info.kernels")
+        info = page.evaluate("window.modelWorker.info")
     finally:
         context.close()
     shown = re.search(r"([\d.]+) tokens/s", stats)
-    return {"kernels": kernels, "first_token_ms": times[0],
+    ran = info["kernels"] + ("-int8" if info["weights"] == "int8" else "")
+    return {"kernels": ran, "first_token_ms": times[0],
             "chat_decode_tok_s": (len(times) - 1) / (times[-1] - times[0]) * 1e3,
             "stats_tok_s": float(shown[1]) if shown else None,
             "worker_prefill_ms": worker["prefill_ms"],
@@ -88,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--kernels", nargs="+", default=["simd", "numpy"])
+    parser.add_argument("--kernels", nargs="+", default=["simd", "simd-int8", "numpy"])
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=64)
     args = parser.parse_args()
@@ -102,7 +103,8 @@ def main() -> None:
             for workers in args.workers:
                 url = f"{app.url}/?" + urlencode({"model": REPO, "endpoint": hub.url, "temperature": 0,
                                                   "max_new_tokens": args.new_tokens, "repetition_penalty": 1.0,
-                                                  "workers": workers, "kernels": kernels})
+                                                  "workers": workers, "kernels": kernels.removesuffix("-int8"),
+                                                  "weights": "int8" if kernels.endswith("-int8") else "float32"})
                 rows[f"{kernels}, {workers} worker(s)"] = run = chat_run(browser, url, prompts, args.new_tokens)
                 print(f"  {kernels}, {workers} worker(s): {run}", file=sys.stderr, flush=True)
         browser.close()
@@ -115,7 +117,7 @@ def main() -> None:
           "| prefill ms (worker) | decode tok/s (worker) | chat / worker |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():
-        print(f"| {name}{'' if r['kernels'] in name else ' (ran ' + r['kernels'] + ')'} | {r['first_token_ms']:.0f} "
+        print(f"| {name}{'' if name.startswith(r['kernels'] + ',') else ' (ran ' + r['kernels'] + ')'} | {r['first_token_ms']:.0f} "
               f"| {r['chat_decode_tok_s']:.1f} | {r['stats_tok_s']} | {r['worker_prefill_ms']:.0f} "
               f"| {r['worker_decode_tok_s']:.1f} | {r['chat_decode_tok_s'] / r['worker_decode_tok_s']:.2f} |")
     print(f"| CPython, NumPy + BLAS, 1 thread | | | | {native['prefill_ms']:.0f} | {native['decode_tok_s']:.1f} | |")

@@ -2,13 +2,14 @@
 // `python3 -m worker.protocol > client/protocol.js`: edit that file, not this one.
 
 /**
- * @typedef {object} LoadRequest  load, shard_load: a Hub repository, or the visitor's files ({file name: blob URL}, local). tiktoken: the base URL of the npm tiktoken package the worker tokenises with. kernels: "simd" multiplies by the weights with WebAssembly SIMD where the browser has it, "numpy" with NumPy.
+ * @typedef {object} LoadRequest  load, shard_load: a Hub repository, or the visitor's files ({file name: blob URL}, local). tiktoken: the base URL of the npm tiktoken package the worker tokenises with. kernels: "simd" multiplies by the weights with WebAssembly SIMD where the browser has it, "numpy" with NumPy; weights: "float32", or "int8" (a scale per row; with the SIMD kernels only).
  * @property {string} tiktoken
  * @property {(string|null)} repo
  * @property {string} revision
  * @property {string} endpoint
  * @property {(object|null)} local
  * @property {string} kernels
+ * @property {string} weights
  */
 
 /**
@@ -32,7 +33,7 @@
  */
 
 /**
- * @typedef {object} LoadReply  load: the model is ready. not_cached says why nothing was kept in the browser, or null; kernels which multiply by the weights: "simd" (WebAssembly SIMD) or "numpy".
+ * @typedef {object} LoadReply  load: the model is ready. not_cached says why nothing was kept in the browser, or null; kernels which multiply by the weights: "simd" (WebAssembly SIMD) or "numpy"; weights their type as held: "float32" or "int8".
  * @property {string} repo
  * @property {(string|null)} commit
  * @property {(string|null)} host
@@ -44,6 +45,7 @@
  * @property {number} downloaded
  * @property {(string|null)} not_cached
  * @property {string} kernels
+ * @property {string} weights
  * @property {number} n_shards
  */
 
@@ -60,6 +62,7 @@
  * @property {number} downloaded
  * @property {(string|null)} not_cached
  * @property {string} kernels
+ * @property {string} weights
  * @property {number} n_shards
  * @property {number} shard
  * @property {number} heads

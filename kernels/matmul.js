@@ -6,11 +6,27 @@
 //     const kernels = await loadKernels();          // fetches matmul.wasm beside this file
 //     const w1 = kernels.addWeight(w, nOut, nIn);   // w: Float32Array [nOut, nIn], row-major
 //     const y = kernels.matmul_t(x, nSeq, w1);      // x: Float32Array [nSeq, nIn] -> [nSeq, nOut]
+//     const w2 = kernels.addWeightInt8(w, nOut, nIn); // the same matrix held as int8, 1/4 the bytes
+//     kernels.matmulInto(x, nSeq, w2, y);           // y = x @ wDeq.T into y: Float32Array [nSeq, nOut]
 //   }
+//
+// API (MatmulKernels):
+//   addWeight(w, nOut, nIn) -> handle       copies float32 w [nOut, nIn] in
+//   addWeightInt8(w, nOut, nIn) -> handle   quantizes float32 w per row into int8 + a float32 scale
+//                                           per row (scale = max|row| / 127, q = round-half-even(w /
+//                                           scale) in [-127, 127]; a row whose scale is 0 gets q = 0)
+//   matmul_t(x, nSeq, handle) -> y          y = x @ w.T, a new Float32Array [nSeq, nOut]
+//   matmulInto(x, nSeq, handle, y)          the same into y; both take either kind of handle
+//   quantized(handle) -> { q, scales }      copies of an int8 handle's Int8Array q and Float32Array scales
+//   dequantized(handle) -> Float32Array     the matrix a handle multiplies by: q * scale for int8
+//   shape(handle) -> { nOut, nIn, int8 }    a handle's shape and kind
+//   bytes                                   the module's memory, in bytes
 //
 // No dependencies; runs in a page, a worker and Node.
 
 export const KERNELS_URL = new URL("./matmul.wasm", import.meta.url);
+
+const CHUNK_FLOATS = 1 << 18; // addWeightInt8's scratch: 1 MiB of float32 rows at a time
 
 // The smallest module that uses SIMD128: one function () -> v128 { i32x4.splat(i32.const 0) }.
 const SIMD_PROBE = new Uint8Array([
@@ -39,10 +55,11 @@ export async function loadKernels(bytes) {
 
 /** Weight matrices held in the kernel module's memory, and the products with them. */
 export class MatmulKernels {
-  /** @param {WebAssembly.Exports} exports of matmul.wasm: memory, alloc, heap_mark, heap_release, matmul_t */
+  /** @param {WebAssembly.Exports} exports of matmul.wasm: memory, alloc, heap_mark, heap_release,
+   * matmul_t, matmul_t_q8, quantize_rows */
   constructor(exports) {
     this.wasm = exports;
-    this.weights = []; // per handle: { ptr, nOut, nIn }
+    this.weights = []; // per handle: { ptr, nOut, nIn }, and scales (a pointer) when int8
   }
 
   /** Bytes of memory the module holds (weights, and the last product's scratch space). */
@@ -63,7 +80,71 @@ export class MatmulKernels {
   }
 
   /**
-   * x @ w.T for the weight matrix `handle` (from addWeight).
+   * Quantize a weight matrix per row into the module's memory: int8 q [nOut, nIn] and a float32
+   * scale per row, w ~= q * scale (scale = max|row| / 127, q = round-half-even(w / scale), both in
+   * float32; a row whose scale is 0 gets q = 0). A quarter of addWeight's bytes; the products
+   * differ from the float32 ones by the rounding of w to q * scale (kernels/README.md).
+   * @param {Float32Array} w [nOut, nIn], row-major
+   * @returns {number} its handle, for matmul_t and matmulInto as addWeight's
+   */
+  addWeightInt8(w, nOut, nIn) {
+    checkLength(w, nOut * nIn, "w");
+    const start = this.wasm.heap_mark(); // back to here if the memory cannot grow
+    let end = start;
+    try {
+      const ptr = this.allocBytes(nOut * nIn);
+      const scales = this.alloc(nOut);
+      end = this.wasm.heap_mark();
+      // through scratch space in chunks of rows (~1 MiB), freed after, so that the memory (which
+      // never shrinks) does not grow by the float32 matrix
+      const rows = Math.max(1, Math.floor(CHUNK_FLOATS / Math.max(1, nIn)));
+      const chunk = this.alloc(Math.min(rows, nOut) * nIn);
+      for (let row = 0; row < nOut; row += rows) {
+        const n = Math.min(rows, nOut - row);
+        this.view(chunk, n * nIn).set(w.subarray(row * nIn, (row + n) * nIn));
+        this.wasm.quantize_rows(chunk, ptr + row * nIn, scales + 4 * row, n, nIn);
+      }
+      this.wasm.heap_release(end);
+      return this.weights.push({ ptr, scales, nOut, nIn }) - 1;
+    } catch (error) {
+      this.wasm.heap_release(start);
+      throw error;
+    }
+  }
+
+  /** A handle's shape, and whether it is held as int8. */
+  shape(handle) {
+    const { nOut, nIn, scales } = this.weights[handle];
+    return { nOut, nIn, int8: scales !== undefined };
+  }
+
+  /**
+   * Copies of an int8 handle's quantized matrix and scales (from addWeightInt8).
+   * @returns {{q: Int8Array, scales: Float32Array}} q [nOut, nIn], scales [nOut]
+   */
+  quantized(handle) {
+    const { ptr, scales, nOut, nIn } = this.weights[handle];
+    if (scales === undefined) throw new TypeError(`weight ${handle} is float32, not int8`);
+    return { q: new Int8Array(this.wasm.memory.buffer, ptr, nOut * nIn).slice(), scales: this.view(scales, nOut).slice() };
+  }
+
+  /**
+   * The matrix a handle multiplies by, as a new Float32Array [nOut, nIn]: a copy of the float32
+   * weights, or q * scale (in float32) for an int8 handle.
+   */
+  dequantized(handle) {
+    const { ptr, nOut, nIn } = this.weights[handle];
+    if (!this.shape(handle).int8) return this.view(ptr, nOut * nIn).slice();
+    const { q, scales } = this.quantized(handle);
+    const w = new Float32Array(nOut * nIn);
+    for (let row = 0; row < nOut; row++) {
+      for (let k = row * nIn; k < (row + 1) * nIn; k++) w[k] = q[k] * scales[row]; // exact product, rounded once
+    }
+    return w;
+  }
+
+  /**
+   * x @ w.T for the weight matrix `handle` (from addWeight or addWeightInt8).
    * @param {Float32Array} x [nSeq, nIn], row-major
    * @returns {Float32Array} [nSeq, nOut], a new array
    */
@@ -80,7 +161,7 @@ export class MatmulKernels {
    * @param {Float32Array} y [nSeq, nOut], row-major
    */
   matmulInto(x, nSeq, handle, y) {
-    const { ptr, nOut, nIn } = this.weights[handle];
+    const { ptr, scales, nOut, nIn } = this.weights[handle];
     checkLength(x, nSeq * nIn, "x");
     checkLength(y, nSeq * nOut, "y");
     const mark = this.wasm.heap_mark(); // x and y are scratch, freed below
@@ -88,7 +169,8 @@ export class MatmulKernels {
       const xPtr = this.alloc(x.length);
       const yPtr = this.alloc(y.length);
       this.view(xPtr, x.length).set(x);
-      this.wasm.matmul_t(xPtr, ptr, yPtr, nSeq, nIn, nOut);
+      if (scales === undefined) this.wasm.matmul_t(xPtr, ptr, yPtr, nSeq, nIn, nOut);
+      else this.wasm.matmul_t_q8(xPtr, ptr, scales, yPtr, nSeq, nIn, nOut); // takes (and frees) its own scratch
       y.set(this.view(yPtr, y.length));
     } finally {
       this.wasm.heap_release(mark);
@@ -97,8 +179,13 @@ export class MatmulKernels {
 
   /** The byte offset of `floats` new float32s in the module's memory. */
   alloc(floats) {
-    const ptr = this.wasm.alloc(floats * 4) >>> 0; // an address past 2 GiB comes back negative
-    if (ptr === 0) throw new RangeError(`kernel memory cannot grow by ${floats * 4} bytes`);
+    return this.allocBytes(floats * 4);
+  }
+
+  /** The byte offset of `bytes` new bytes (16-byte aligned) in the module's memory. */
+  allocBytes(bytes) {
+    const ptr = this.wasm.alloc(bytes) >>> 0; // an address past 2 GiB comes back negative
+    if (ptr === 0) throw new RangeError(`kernel memory cannot grow by ${bytes} bytes`);
     return ptr;
   }
 

@@ -28,6 +28,30 @@ def fixture_model(name: str):
     return load_model(MODELS / name)
 
 
+def quantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 weights by the rule kernels/README.md states, in float32: scale = max|w_row| / 127,
+    q = round-half-even(w / scale) clamped to [-127, 127]; a row whose scale is 0 gets q = 0."""
+    scale = np.abs(w).max(axis=1) / np.float32(127)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(scale[:, None] > 0, np.rint(w / scale[:, None]), 0)
+    return np.clip(q, -127, 127).astype(np.int8), scale.astype(np.float32)
+
+
+@functools.cache
+def int8_fixture_model(name: str):
+    """The fixture with the weights the page's int8 path multiplies by (the blocks' matrices and
+    the LM head, quantized by `quantize` and multiplied back), run by the CPython engine."""
+    from engine import Model
+    from engine.gpt2 import map_matrices
+
+    def dequantized(w: np.ndarray) -> np.ndarray:
+        q, scale = quantize(w)
+        return q.astype(np.float32) * scale[:, None]
+
+    model = fixture_model(name)
+    return Model(model.config, map_matrices(model.params, dequantized, head=True), model.tokenizer)
+
+
 @functools.cache
 def reference(name: str) -> dict[str, np.ndarray]:
     return dict(np.load(FIXTURES / "reference" / f"{name}.npz"))

@@ -1,5 +1,7 @@
 """kernels/: the committed matmul.wasm is what tools/build_kernels.sh builds, and its products,
-run in Node through kernels/matmul.js as a page or a worker would, equal NumPy's x @ w.T.
+run in Node through kernels/matmul.js as a page or a worker would, equal NumPy's x @ w.T; with
+int8 weights (addWeightInt8), its quantization is NumPy's by the documented rule, bit for bit, and
+its products equal NumPy's x @ (q * scale).T.
 
 Node runs the wasm (Debian's nodejs, which apt's npm brings; tools/test.sh installs npm): without
 it these tests fail, they are not skipped."""
@@ -13,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from support import quantize
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
 WASM = KERNELS / "matmul.wasm"
-EXPORTS = ["alloc", "heap_mark", "heap_release", "matmul_t", "memory"]
+EXPORTS = ["alloc", "heap_mark", "heap_release", "matmul_t", "matmul_t_q8", "memory", "quantize_rows"]
 
 # (n_seq, n_in, n_out): every remainder mod 4 of each size, on the GEMV (n_seq == 1) and the
 # GEMM path, then GPT-2 small's shapes (attention in and MLP up, one token and 128).
@@ -24,6 +28,17 @@ SHAPES = [(1, 1, 1), (1, 3, 5), (1, 4, 4), (1, 6, 7), (1, 9, 2), (1, 33, 66),
           (2, 5, 3), (3, 8, 7), (4, 4, 4), (4, 13, 6), (5, 17, 11), (6, 2, 9), (7, 3, 2),
           (8, 64, 33), (9, 10, 768), (12, 31, 8),
           (1, 768, 2304), (128, 768, 3072)]
+
+# int8 (n_seq, n_in, n_out): every remainder of n_in mod 16 and mod 4 (the GEMV's 16- and 4-wide
+# steps), of n_out mod 8 and mod 4 (its 8- and 4-row passes; the GEMM's blocks of 4 rows of w), of
+# n_seq mod 2 and 4 (the GEMM's pairs of rows of x; its tail rows of w meet 4 rows of x); then
+# GPT-2 small's shapes (every layer matrix at one token, MLP up and down at 128).
+SHAPES_Q8 = [(1, 1, 1), (1, 3, 5), (1, 4, 4), (1, 15, 7), (1, 16, 8), (1, 17, 9), (1, 20, 12),
+             (1, 31, 13), (1, 33, 15), (1, 47, 66), (1, 64, 3), (2, 1, 2), (2, 5, 3), (2, 18, 17),
+             (3, 8, 7), (3, 35, 16), (4, 4, 4), (4, 13, 6), (4, 36, 9), (5, 17, 11), (5, 50, 20),
+             (6, 2, 9), (7, 3, 2), (7, 19, 5), (8, 64, 33), (9, 10, 768), (12, 31, 8), (13, 100, 23),
+             (1, 768, 2304), (1, 768, 768), (1, 768, 3072), (1, 3072, 768),
+             (128, 768, 3072), (128, 3072, 768)]
 
 # Instantiates the kernels from the committed bytes, adds every weight first (the memory grows
 # under the earlier ones), then runs every product twice (the second pass must not grow it).
@@ -48,6 +63,59 @@ const out = new Float32Array(ys.reduce((n, y) => n + y.length, 0));
 ys.reduce((offset, y) => (out.set(y, offset), offset + y.length), 0);
 writeFileSync(outPath, out);
 console.log(JSON.stringify({ simd: simdSupported(), bytesAfterFirstPass, bytes: kernels.bytes }));
+"""
+
+# For each shape, adds w both as float32 and as int8 (every weight first, so that the memory grows
+# under the earlier ones), then writes, per shape, the int8 handle's q, scales and dequantized(),
+# and its products by matmul_t and by matmulInto; every product runs twice (the second pass must
+# not grow the memory: the GEMM's scratch is freed). Then counts the outputs that differ, in any
+# bit, from the float kernel's product by the rows of q as floats, times the scales (the design:
+# the same sums in the same order), and measures what addWeightInt8 grows a fresh instance's
+# memory by.
+RUN_Q8 = """
+import { readFileSync, writeFileSync } from "node:fs";
+const [kernelsUrl, wasmPath, dataPath, outPath, shapesJson] = process.argv.slice(1);
+const { loadKernels } = await import(kernelsUrl);
+const wasm = readFileSync(wasmPath);
+const kernels = await loadKernels(wasm);
+const data = readFileSync(dataPath);
+const floats = new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4);
+let at = 0;
+const take = n => floats.subarray(at, (at += n));
+const jobs = JSON.parse(shapesJson).map(([nSeq, nIn, nOut]) => {
+  const x = take(nSeq * nIn), w = take(nOut * nIn);
+  const f32 = kernels.addWeight(w, nOut, nIn);
+  return { x, w, nSeq, nOut, f32, q8: kernels.addWeightInt8(w, nOut, nIn) };
+});
+const run = () => jobs.map(({ x, nSeq, nOut, q8 }) => {
+  const into = new Float32Array(nSeq * nOut).fill(NaN);
+  kernels.matmulInto(x, nSeq, q8, into);
+  return [kernels.matmul_t(x, nSeq, q8), into];
+});
+run();
+const bytesAfterFirstPass = kernels.bytes;
+const ys = run();
+const bytes = kernels.bytes;
+const parts = jobs.flatMap(({ w, q8, f32 }, i) => {
+  const { q, scales } = kernels.quantized(q8);
+  const same = kernels.dequantized(f32).every((v, k) => Object.is(v, w[k]));
+  if (!same || kernels.shape(f32).int8 || !kernels.shape(q8).int8) throw new Error(`handles of job ${i}`);
+  return [q, scales, kernels.dequantized(q8), ...ys[i]].map(a => new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+});
+writeFileSync(outPath, Buffer.concat(parts));
+// the int8 product is the float kernel's on the rows of q as floats, times the scales, bit for bit
+let notFloatKernel = 0;
+jobs.forEach(({ x, nSeq, nOut }, i) => {
+  const { q, scales } = kernels.quantized(jobs[i].q8);
+  const yq = kernels.matmul_t(x, nSeq, kernels.addWeight(Float32Array.from(q), nOut, q.length / nOut));
+  ys[i][0].forEach((v, k) => { notFloatKernel += !Object.is(v, Math.fround(yq[k] * scales[k % nOut])); });
+});
+const fresh = await loadKernels(wasm);
+const [nOut, nIn] = [2304, 768];
+const before = fresh.bytes;
+fresh.addWeightInt8(new Float32Array(nOut * nIn).fill(0.5), nOut, nIn);
+console.log(JSON.stringify({ bytesAfterFirstPass, bytes, addInt8Growth: fresh.bytes - before, notFloatKernel,
+                             addInt8Matrix: [nOut, nIn] }));
 """
 
 # The committed module validates and exports what kernels/matmul.js uses.
@@ -109,3 +177,74 @@ def test_products_equal_numpy(node, tmp_path):
         scale = np.abs(x) @ np.abs(w).T
         assert np.all(np.abs(y - x @ w.T) <= 1e-5 * scale), shape
     assert at == out.size
+
+
+def special_rows(n_in: int) -> np.ndarray:
+    """Rows that test the rule's edges: zeros; one nonzero; ties (max 127 makes scale 1, so w / scale
+    = k + 0.5 exactly, which rounds to even: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2); subnormals; a max so
+    small that max / 127 underflows to scale 0; huge values; a negative extreme."""
+    rows = np.zeros((7, n_in), dtype=np.float32)
+    rows[1, n_in // 2] = -2.5
+    rows[2, :] = np.resize(np.float32([127, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 126.5, -126.5]), n_in)
+    rows[3, :] = np.resize(np.float32([1e-40, -3e-41, 7e-42, 2e-39]), n_in)
+    rows[4, :] = np.resize(np.float32([1e-44, -4e-45, 0]), n_in)
+    rows[5, :] = np.resize(np.float32([1e30, -3e29, 5e20, 1]), n_in)
+    rows[6, :] = np.resize(np.float32([-9, 4.5, 1, -0.25]), n_in)
+    return rows
+
+
+def test_int8_products(node, tmp_path):
+    """addWeightInt8 quantizes as quantize() above, bit for bit (q, scales, and dequantized() =
+    q * scale in float32), and its products, on every tail shape and GPT-2 small's, by matmul_t
+    and matmulInto alike, are within 1e-5 of x @ (q * scale).T relative to |x| @ |q * scale|.T, as
+    the float kernel is of x @ w.T; they equal the float kernel's products by q, times the scales,
+    bit for bit. Their distance from the float32 product x @ w.T is the
+    rounding of w: within sum|x| * scale / 2 per output (every |w - q * scale| <= scale / 2)."""
+    rng = np.random.default_rng(8)
+    pairs = []
+    for t, n, m in SHAPES_Q8:
+        x, w = rng.standard_normal((t, n), dtype=np.float32), rng.standard_normal((m, n), dtype=np.float32)
+        if m >= 7:  # the edge rows replace the first 7 (the GEMM's widened blocks, the GEMV's 8-row pass)
+            w[:7] = special_rows(n)
+        pairs.append((x, w))
+    (tmp_path / "in.f32").write_bytes(b"".join(x.tobytes() + w.tobytes() for x, w in pairs))
+    result = run_node(node, RUN_Q8, (KERNELS / "matmul.js").as_uri(), WASM, tmp_path / "in.f32",
+                      tmp_path / "out.bin", json.dumps(SHAPES_Q8))
+    assert result["bytes"] == result["bytesAfterFirstPass"], "scratch space of matmul_t_q8 was not freed"
+    assert result["notFloatKernel"] == 0, "int8 products differ from the float kernel's on q, times the scales"
+    n_out, n_in = result["addInt8Matrix"]
+    # int8 data, scales, the 1 MiB chunk of float rows being quantized, and page rounding: not the
+    # float32 matrix's 4 bytes a weight
+    assert result["addInt8Growth"] <= n_out * n_in + 4 * n_out + (1 << 20) + 2 * 65536
+    out = (tmp_path / "out.bin").read_bytes()
+    at = 0
+
+    def take(dtype, count):
+        nonlocal at
+        array = np.frombuffer(out, dtype=dtype, count=count, offset=at)
+        at += array.nbytes
+        return array
+
+    worst = 0.0
+    for (x, w), shape in zip(pairs, SHAPES_Q8):
+        t, n, m = shape
+        q_ref, scale_ref = quantize(w)
+        q, scale = take(np.int8, m * n).reshape(m, n), take(np.float32, m)
+        assert np.array_equal(q, q_ref), shape
+        assert np.array_equal(scale, scale_ref), shape
+        w_deq = q_ref.astype(np.float32) * scale_ref[:, None]
+        assert np.array_equal(take(np.float32, m * n).reshape(m, n), w_deq), shape
+        y_ref = x.astype(np.float64) @ w_deq.astype(np.float64).T
+        size = np.abs(x).astype(np.float64) @ np.abs(w_deq).astype(np.float64).T
+        # |w - q * scale| <= scale / 2 per row, or max|w| where scale underflowed to 0
+        step = np.where(scale_ref > 0, scale_ref.astype(np.float64) / 2, np.abs(w).max(axis=1))
+        rounding = np.abs(x).astype(np.float64).sum(axis=1, keepdims=True) * step
+        y32 = x.astype(np.float64) @ w.astype(np.float64).T
+        for y in (take(np.float32, t * m).reshape(t, m), take(np.float32, t * m).reshape(t, m)):
+            assert np.all(np.abs(y - y_ref) <= 1e-5 * size), shape
+            assert np.all(np.abs(y - y32) <= 1.0001 * rounding + 1e-5 * size), shape
+        if m >= 7:
+            assert np.all(y[:, [0, 4]] == 0), shape  # scale 0
+        worst = max(worst, float(np.max(np.abs(y - y_ref) / np.maximum(size, 1e-300))))
+    assert at == len(out)
+    assert worst > 0  # the comparison compared something

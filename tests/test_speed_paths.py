@@ -61,3 +61,14 @@ def test_last_only_prefill_keeps_the_last_state_and_the_whole_cache(name):
     assert last_cache.length == full_cache.length == len(ids)
     np.testing.assert_array_equal(last_cache.k, full_cache.k)
     np.testing.assert_array_equal(last_cache.v_t, full_cache.v_t)
+
+
+def test_einsum_products_too_large_for_its_iteration_count_run_in_blocks_of_rows(monkeypatch):
+    """In Pyodide einsum counts iterations in 32 bits: the logits of 128 tokens over GPT-2's
+    50257 tokens (128 * 50257 * 768 > 2**31) are taken in blocks of rows that stay under it."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((50, 8), dtype=np.float32), rng.standard_normal((30, 8), dtype=np.float32)
+    sizes, einsum = [], np.einsum
+    monkeypatch.setattr(np, "einsum", lambda spec, x, y: sizes.append(x.shape[0] * y.size) or einsum(spec, x, y))
+    np.testing.assert_allclose(forward.einsum_t(a, b, max_iteration=7 * 30 * 8), a @ b.T, rtol=1e-5, atol=1e-5)
+    assert len(sizes) == 8 and max(sizes) <= 7 * 30 * 8

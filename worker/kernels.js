@@ -20,9 +20,11 @@ class PyKernels {
     return this.kernels.bytes;
   }
 
-  /** Copy a C-contiguous float32 NumPy matrix [nOut, nIn] in; its handle. */
-  addWeight(w) {
-    return withBuffers([w], ([b]) => this.kernels.addWeight(b.data, b.shape[0], b.shape[1]));
+  /** Copy a C-contiguous float32 NumPy matrix [nOut, nIn] in (as int8 with a scale per row if
+   * `int8`); its handle. */
+  addWeight(w, int8) {
+    return withBuffers([w], ([b]) => int8 ? this.kernels.addWeightInt8(b.data, b.shape[0], b.shape[1])
+      : this.kernels.addWeight(b.data, b.shape[0], b.shape[1]));
   }
 
   /** y = x @ w.T for the matrix `handle`; x [nSeq, nIn] and y [nSeq, nOut] C-contiguous float32. */

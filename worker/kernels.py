@@ -10,15 +10,16 @@ import numpy as np
 from pyscript.js_modules import kernels as wasm_kernels
 
 CHOICES = ("simd", "numpy")
+WEIGHTS = ("float32", "int8")
 
 
 class HeldWeight:
     """A weight matrix [n_out, n_in] held in the kernels' memory, which the forward pass
     multiplies by (engine/gpt2/forward.py's project)."""
 
-    def __init__(self, kernels, matrix: np.ndarray):
-        self.kernels, self.shape = kernels, matrix.shape
-        self.handle = kernels.addWeight(np.ascontiguousarray(matrix, dtype=np.float32))
+    def __init__(self, kernels, matrix: np.ndarray, int8: bool):
+        self.kernels, self.shape, self.int8 = kernels, matrix.shape, int8
+        self.handle = kernels.addWeight(np.ascontiguousarray(matrix, dtype=np.float32), int8)
 
     @property
     def size(self) -> int:
@@ -26,7 +27,8 @@ class HeldWeight:
 
     @property
     def nbytes(self) -> int:
-        return 4 * self.size
+        """Bytes it takes in the kernels' memory (int8: one per weight, and a scale per row)."""
+        return self.size + 4 * self.shape[0] if self.int8 else 4 * self.size
 
     def matmul_t(self, x: np.ndarray) -> np.ndarray:
         """x @ w.T: [n_seq, n_in] -> [n_seq, n_out]"""
@@ -35,21 +37,40 @@ class HeldWeight:
         return y
 
 
-async def weight_holder(choice: str) -> Callable[[object], object] | None:
-    """For choice "simd" where the browser has WASM SIMD: a function that moves a weight matrix
-    into the memory of a new instance of the kernels (one per model) and returns its HeldWeight
-    (a HeldWeight given stays as it is). None for NumPy: "numpy", or no WASM SIMD."""
-    if choice not in CHOICES:
-        raise ValueError(f"kernels must be one of {', '.join(CHOICES)}, not {choice!r}")
-    if choice == "numpy" or not wasm_kernels.simdSupported():
+class Holder:
+    """Moves weight matrices into one instance of the kernels (one per model), as float32 or as
+    int8 with a scale per row (kernels/README.md); a HeldWeight given stays as it is."""
+
+    def __init__(self, kernels, int8: bool):
+        self.kernels, self.int8 = kernels, int8
+
+    def __call__(self, matrix):
+        return matrix if isinstance(matrix, HeldWeight) else HeldWeight(self.kernels, matrix, self.int8)
+
+
+async def weight_holder(kernels: str, weights: str) -> Holder | None:
+    """A Holder for kernels "simd" where the browser has WASM SIMD; None for NumPy's einsum
+    ("numpy", or no WASM SIMD), which multiplies by float32 weights whatever `weights` asks."""
+    if kernels not in CHOICES or weights not in WEIGHTS:
+        raise ValueError(f"kernels must be one of {', '.join(CHOICES)} and weights one of {', '.join(WEIGHTS)}, "
+                         f"not {kernels!r} and {weights!r}")
+    if kernels == "numpy" or not wasm_kernels.simdSupported():
         return None
-    kernels = await wasm_kernels.create()
-    return lambda matrix: matrix if isinstance(matrix, HeldWeight) else HeldWeight(kernels, matrix)
+    return Holder(await wasm_kernels.create(), weights == "int8")
 
 
-def kernels_of(params) -> str:
-    """Which kernels multiply by the params' weights: "simd" or "numpy"."""
-    return "simd" if any(isinstance(a, HeldWeight) for a in params.arrays) else "numpy"
+def hold_params(params, architecture, hold: Holder | None):
+    """params with the blocks' matrices held by `hold`, and in int8 the LM head too: a quarter
+    of its bytes to read per token (in float32 a held head would be a second copy of the same
+    speed)."""
+    return architecture.map_matrices(params, hold, head=hold is not None and hold.int8)
+
+
+def kernels_of(params) -> tuple[str, str]:
+    """What multiplies by the params' weights, and the weights' type: ("simd", "float32" or
+    "int8"), or ("numpy", "float32")."""
+    held = next((a for a in params.arrays if isinstance(a, HeldWeight)), None)
+    return ("simd", "int8" if held.int8 else "float32") if held else ("numpy", "float32")
 
 
 def kernels_bytes(params) -> int:

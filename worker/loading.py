@@ -19,7 +19,7 @@ from worker.browser_tokenizer import wasm_tokenizer
 from worker.cache import Cache
 from worker.checkpoint_files import LocalFiles, Source, fetch_checkpoint, hold_download_lock, hub_files
 from worker.download import begin_load, keep_partials_of
-from worker.kernels import kernels_of, weight_holder
+from worker.kernels import hold_params, kernels_of, weight_holder
 from worker.protocol import ErrorReply, LoadReply, LoadRequest, Progress, Shards, Status
 from worker.weight_stream import WeightStream
 
@@ -122,7 +122,7 @@ async def load_checkpoint(request: LoadRequest, push: Push, shard: tuple[int, in
     return model, LoadReply(
         **about, n_params=model.n_params, n_ctx=model.config.n_ctx, n_layer=model.config.n_layer,
         seconds=time.monotonic() - started, from_cache=not local and progress.downloaded == 0,
-        downloaded=progress.downloaded, not_cached=None if local else cache.off, kernels=kernels_of(model.params))
+        downloaded=progress.downloaded, not_cached=None if local else cache.off, **dict(zip(("kernels", "weights"), kernels_of(model.params))))
 
 
 async def read_model(source: Source, cache: Cache, progress: LoadProgress, label: str, request: LoadRequest,
@@ -132,9 +132,9 @@ async def read_model(source: Source, cache: Cache, progress: LoadProgress, label
     have = {name: await data.whole() if isinstance(data, WeightStream) else data for name, data in have.items()}
     progress.push(Status("Building the model…"))
     tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
-    hold = await weight_holder(request.kernels)
+    hold = await weight_holder(request.kernels, request.weights)
     config, params, tokenizer = read_checkpoint(have, ARCHITECTURES, tokenizer)
-    return Model(config, architecture_of(config).map_matrices(params, hold), tokenizer)
+    return Model(config, hold_params(params, architecture_of(config), hold), tokenizer)
 
 
 @dataclass
@@ -179,13 +179,13 @@ async def read_shard(source: Source, cache: Cache, progress: LoadProgress, label
         progress.push(Shards(n_shards, commit))  # the files are cached: the others may start
         tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
         check_vocabulary(tokenizer, config)
-    hold = await weight_holder(request.kernels)  # the block matrices go to the kernels as they come
+    hold = await weight_holder(request.kernels, request.weights)  # the block matrices go to the kernels as they come
     builder = ParamsBuilder(architecture, config, architecture.ShardSlicer(config, index, n_shards, hold))
     for name, weights in [(name, have.pop(name)) for name in names]:
         stream = file_stream(builder, weights.size, name)
         async for block in weights.blocks():
             stream.feed(block)
         stream.finish()
-    params = architecture.map_matrices(builder.finish(), hold)
+    params = hold_params(builder.finish(), architecture, hold)
     return ShardOfModel(Shard(config, params), tokenizer, index, n_shards)
 

@@ -25,7 +25,8 @@ from model_loader.hub import DEFAULT_ENDPOINT
 class LoadRequest:
     """load, shard_load: a Hub repository, or the visitor's files ({file name: blob URL}, local).
     tiktoken: the base URL of the npm tiktoken package the worker tokenises with. kernels: "simd"
-    multiplies by the weights with WebAssembly SIMD where the browser has it, "numpy" with NumPy."""
+    multiplies by the weights with WebAssembly SIMD where the browser has it, "numpy" with NumPy;
+    weights: "float32", or "int8" (a scale per row; with the SIMD kernels only)."""
 
     tiktoken: str
     repo: str | None = None
@@ -33,6 +34,7 @@ class LoadRequest:
     endpoint: str = DEFAULT_ENDPOINT
     local: dict[str, str] | None = None
     kernels: str = "simd"
+    weights: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ class ErrorReply:
 @dataclass(frozen=True)
 class LoadReply:
     """load: the model is ready. not_cached says why nothing was kept in the browser, or null;
-    kernels which multiply by the weights: "simd" (WebAssembly SIMD) or "numpy"."""
+    kernels which multiply by the weights: "simd" (WebAssembly SIMD) or "numpy"; weights their
+    type as held: "float32" or "int8"."""
 
     repo: str
     commit: str | None
@@ -81,6 +84,7 @@ class LoadReply:
     downloaded: int
     not_cached: str | None
     kernels: str = "numpy"
+    weights: str = "float32"
     n_shards: int = 1
 
 

@@ -23,10 +23,20 @@ import numpy as np
 from .config import GPT2Config
 from .params import Block, Params
 
+MAX_ITERATION = 2**31 - 1  # einsum counts its iterations in an intp: 32 bits in Pyodide
+
+
+def einsum_t(a: np.ndarray, b: np.ndarray, max_iteration: int = MAX_ITERATION) -> np.ndarray:
+    """a @ b.T over the last two axes with einsum, a 2-D `a` in blocks of rows small enough for
+    its iteration count (the logits of many tokens over a large vocabulary exceed 2**31)."""
+    rows = max(max_iteration // (b.shape[-2] * b.shape[-1]), 1)
+    if a.ndim == 2 and len(a) > rows:
+        return np.concatenate([einsum_t(a[i:i + rows], b, max_iteration) for i in range(0, len(a), rows)])
+    return np.einsum("...ik,...jk->...ij", a, b)
+
+
 if sys.platform == "emscripten":
-    def matmul_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """a @ b.T over the last two axes."""
-        return np.einsum("...ik,...jk->...ij", a, b)
+    matmul_t = einsum_t
 else:
     def matmul_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """a @ b.T over the last two axes."""

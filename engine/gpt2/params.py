@@ -39,13 +39,14 @@ class Params:
     blocks: list[Block]
     ln_f_g: np.ndarray
     ln_f_b: np.ndarray
-    lm_head: np.ndarray  # [vocab, n_embd]; the same array as wte when tied
+    lm_head: np.ndarray  # [vocab, n_embd]; the same array as wte when tied (or a copy held by kernels)
     vocab_start: int = 0
+    tied: bool = False  # the LM head is wte
 
     @property
     def arrays(self) -> list[np.ndarray]:
         """Every array once (a tied LM head is wte)."""
-        own_head = [] if self.lm_head is self.wte else [self.lm_head]
+        own_head = [] if self.tied else [self.lm_head]
         tops = [a for a in (self.wte, self.wpe, self.ln_f_g, self.ln_f_b) if a is not None]
         return tops + [a for block in self.blocks for a in vars(block).values()] + own_head
 
@@ -101,20 +102,21 @@ def make_params(config: GPT2Config, blocks: list[dict], top: dict, keep: object 
     vocab_start = keep.vocab.start if isinstance(keep, ShardSlicer) else 0
     tied = lm_head is None or lm_head is wte or np.array_equal(lm_head, wte)
     return Params(wte=wte, wpe=top["wpe"], blocks=[Block(**arrays) for arrays in blocks], ln_f_g=top["ln_f_g"],
-                  ln_f_b=top["ln_f_b"], lm_head=wte if tied else lm_head, vocab_start=vocab_start)
+                  ln_f_b=top["ln_f_b"], lm_head=wte if tied else lm_head, vocab_start=vocab_start, tied=tied)
 
 
-def map_matrices(params: Params, hold: Callable[[np.ndarray], object] | None) -> Params:
-    """The params with each block's weight matrices replaced by hold(matrix): one held by WASM
-    kernels, say (no hold: the params as they are). The embeddings and the LM head stay NumPy
-    arrays: the embedding takes rows of wte, and the LM head's product runs at the speed of
-    memory either way."""
+def map_matrices(params: Params, hold: Callable[[np.ndarray], object] | None, head: bool = False) -> Params:
+    """The params with each block's weight matrices, and with `head` the LM head's, replaced by
+    hold(matrix): one held by WASM kernels, say (no hold: the params as they are). The
+    embeddings stay NumPy arrays (the embedding takes rows of wte; a tied head held apart is a
+    second copy of it)."""
     if hold is None:
         return params
     blocks = [Block(**{field: hold(a) if field in MATRICES else a for field, a in vars(block).items()})
               for block in params.blocks]
     return Params(wte=params.wte, wpe=params.wpe, blocks=blocks, ln_f_g=params.ln_f_g, ln_f_b=params.ln_f_b,
-                  lm_head=params.lm_head, vocab_start=params.vocab_start)
+                  lm_head=hold(params.lm_head) if head else params.lm_head, vocab_start=params.vocab_start,
+                  tied=params.tied)
 
 
 def split_range(n: int, parts: int, index: int) -> slice:
@@ -173,7 +175,7 @@ def slice_params(params: Params, config: GPT2Config, index: int, n_shards: int) 
     be freed afterwards. A tied LM head stays the same array as wte."""
     keep = ShardSlicer(config, index, n_shards)
     top = {field: keep(field, getattr(params, field)) for field in ("wte", "wpe", "ln_f_g", "ln_f_b")}
-    top["lm_head"] = top["wte"] if params.lm_head is params.wte else keep("lm_head", params.lm_head)
+    top["lm_head"] = top["wte"] if params.tied else keep("lm_head", params.lm_head)
     blocks = [{field: keep(field, a) for field, a in vars(block).items()} for block in params.blocks]
     return make_params(config, blocks, top, keep)
 
