@@ -34,7 +34,10 @@ def in_background(work):
 
 
 def set_status(text):
-    element("status").textContent = text
+    """Say how things stand; a folded model panel (model_panel.fold) shows it unless it says Ready."""
+    status = element("status")
+    status.textContent = text
+    status.classList.toggle("ready", text.startswith("Ready"))
 
 
 def fixed(x, digits=1):

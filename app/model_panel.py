@@ -81,7 +81,30 @@ async def run_load(label, request):
         return
     set_status("Ready: " + label + " (" + fixed(result["n_params"] / 1e6) + "M parameters) " + load_summary(result)
                + workers_summary(result) + weights_summary(request["weights"], result))
+    fold(label + " · " + fixed(result["n_params"] / 1e6) + "M parameters"
+         + (" · " + str(result["workers"]) + " workers" if result["workers"] > 1 else "")
+         + (" · int8" if result["weights"] == "int8" else ""))
     await state["hooks"]["loaded"](result)
+
+
+def fold(line):
+    """Fold the panel to one line (the model, its size, its workers, Change model), so the
+    conversation comes first; the status line hides while it only says Ready."""
+    element("model-line").textContent = line
+    element("model-summary").hidden = False
+    element("model-choice-area").hidden = True
+    element("model-panel").classList.add("folded")
+    element("change-model").setAttribute("aria-expanded", "false")
+
+
+def unfold(event=None):
+    """Show the model form again (Change model); the loaded model stays until another loads."""
+    element("model-summary").hidden = True
+    element("model-choice-area").hidden = False
+    element("model-panel").classList.remove("folded")
+    element("change-model").setAttribute("aria-expanded", "true")
+    if event is not None:
+        element("model").focus()
 
 
 async def cancel_load():
@@ -284,6 +307,7 @@ def setup(worker, hooks):
     sync_choice()
     on("model-form", "submit", in_background(load_model))
     on("cancel-load", "click", in_background(cancel_load))
+    on("change-model", "click", unfold)
     on("model-choice", "change", on_choice)
     for id in ("model", "revision", "endpoint"):
         on(id, "input", on_model_typed)

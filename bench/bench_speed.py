@@ -3,6 +3,7 @@ worker count, with the native engine as the anchor of the same run.
 
     python bench/bench_speed.py [--model bench/models/gpt2-random] [--workers 1 2]
                                 [--kernels simd simd-int8 numpy] [--prompt-tokens 128] [--new-tokens 64]
+                                [--isolated]
 
 For each kernels x workers: a fresh page (?kernels=, ?weights=, ?workers=) loads the GPT-2-small-shaped
 random checkpoint from a local Hub, then, in completion mode and greedy,
@@ -12,6 +13,8 @@ random checkpoint from a local Hub, then, in completion mode and greedy,
   them); and reads the tokens/s the stats line shows;
 - through window.modelWorker directly (as bench_browser.py): prefill and decode tokens/s of the
   worker(s) alone; the chat's decode rate over it is the cost of the page's loop.
+--isolated serves the app cross-origin isolated (COOP/COEP, as the app's service worker does from
+a visitor's second visit on), so split models exchange through SharedArrayBuffers.
 CPython's engine (one BLAS thread) runs the same prompt in the same run. Prints a table with
 the CPU model and writes bench/out/speed.json.
 """
@@ -73,11 +76,11 @@ def chat_run(browser, app_url: str, prompts: tuple[str, str], new_tokens: int) -
         stats = page.text_content("#stats")
         settings = json.dumps({"temperature": 0, "max_new_tokens": new_tokens + 1, "repetition_penalty": 1.0})
         worker = page.evaluate(TIME_GENERATION, [other, settings, new_tokens])
-        info = page.evaluate("window.modelWorker.info")
+        info = page.evaluate("({...window.modelWorker.info, isolated: crossOriginIsolated})")
     finally:
         context.close()
     shown = re.search(r"([\d.]+) tokens/s", stats)
-    ran = info["kernels"] + ("-int8" if info["weights"] == "int8" else "")
+    ran = info["kernels"] + ("-int8" if info["weights"] == "int8" else "") + (", isolated" if info["isolated"] else "")
     return {"kernels": ran, "first_token_ms": times[0],
             "chat_decode_tok_s": (len(times) - 1) / (times[-1] - times[0]) * 1e3,
             "stats_tok_s": float(shown[1]) if shown else None,
@@ -92,12 +95,13 @@ def main() -> None:
     parser.add_argument("--kernels", nargs="+", default=["simd", "simd-int8", "numpy"])
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--isolated", action="store_true", help="serve with COOP/COEP (SharedArrayBuffer)")
     args = parser.parse_args()
     model, _ = load_timed(args.model)
     prompts = prompt_of(model.tokenizer, args.prompt_tokens), prompt_of(model.tokenizer, args.prompt_tokens, "Once")
     native = measure(model, args.prompt_tokens, args.new_tokens)
     rows = {}
-    with AppServer(ROOT) as app, HubServer({REPO: {"main": args.model}}) as hub, sync_playwright() as playwright:
+    with AppServer(ROOT, isolated=args.isolated) as app, HubServer({REPO: {"main": args.model}}) as hub, sync_playwright() as playwright:
         browser = launch(playwright)
         for kernels in args.kernels:
             for workers in args.workers:
@@ -112,12 +116,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps({"cpu": cpu_model(), "native": native, "pages": rows}, indent=2))
     print(f"\nCPU: {cpu_model()}. GPT-2 124M random, greedy, prompt {args.prompt_tokens} tokens, "
-          f"{args.new_tokens} new; one run each")
+          f"{args.new_tokens} new; one run each; pages {'' if args.isolated else 'not '}cross-origin isolated")
     print("| page (kernels, workers) | first token ms (chat) | decode tok/s (chat) | stats line tok/s "
           "| prefill ms (worker) | decode tok/s (worker) | chat / worker |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():
-        print(f"| {name}{'' if name.startswith(r['kernels'] + ',') else ' (ran ' + r['kernels'] + ')'} | {r['first_token_ms']:.0f} "
+        print(f"| {name}{'' if r['kernels'].split(',')[0] == name.split(',')[0] else ' (ran ' + r['kernels'] + ')'} | {r['first_token_ms']:.0f} "
               f"| {r['chat_decode_tok_s']:.1f} | {r['stats_tok_s']} | {r['worker_prefill_ms']:.0f} "
               f"| {r['worker_decode_tok_s']:.1f} | {r['chat_decode_tok_s'] / r['worker_decode_tok_s']:.2f} |")
     print(f"| CPython, NumPy + BLAS, 1 thread | | | | {native['prefill_ms']:.0f} | {native['decode_tok_s']:.1f} | |")

@@ -142,7 +142,8 @@ def print_table(result: dict) -> None:
     v = result["versions"]
     print(f"\ntransformers.js {v['transformers.js']} (onnxruntime-web {v['onnxruntime-web']}, WASM), "
           f"headless Chromium {result['browser_version']}, on {result['cpu']} ({result['cores']} cores); "
-          f"GPT-2 124M random; medians of {result['repeats']} after a warm-up\n")
+          f"GPT-2 124M random; medians of {result['repeats']} after a warm-up; "
+          f"load average before: {result['loadavg_before'][0]:.1f}\n")
     print(f"| dtype | WASM threads | isolated | load (s) | prefill {PROMPT_TOKENS} tok (ms) | "
           f"decode {NEW_TOKENS} tok (tok/s) | per step (ms) | first run: prefill ms / decode tok/s | "
           "greedy tokens = our engine's |")
@@ -175,6 +176,7 @@ def main() -> None:
     reference = native_greedy(model, prompt, NEW_TOKENS + 1)
     del model
 
+    load_before = os.getloadavg()
     results = []
     with AppServer(ROOT, isolated=True) as app, sync_playwright() as p:
         browser = launch(p)
@@ -202,6 +204,7 @@ def main() -> None:
 
     result = {
         "cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)), "platform": platform.platform(),
+        "loadavg_before": load_before,
         "browser_version": browser_version, "user_agent": user_agent, "versions": versions,
         "checkpoint": str(args.checkpoint), "onnx": str(model_dir), "prompt_tokens": PROMPT_TOKENS,
         "new_tokens": NEW_TOKENS, "repeats": args.repeats, "native_greedy_tokens": reference,

@@ -79,6 +79,14 @@ class AppPage:
         start()
         return self.page.wait_for_function("() => window.__final", timeout=timeout * 1000).json_value()
 
+    def show_model_form(self, advanced: bool = False) -> None:
+        """Unfold the model panel (Change model) if a load folded it; with advanced, open its
+        Advanced fields (revision, endpoint, workers, weights)."""
+        if self.page.is_visible("#change-model"):
+            self.page.click("#change-model")
+        if advanced:
+            self.page.evaluate("() => { document.getElementById('advanced').open = true; }")
+
     def send(self, text: str) -> None:
         """Type and send a message; return once its reply element exists."""
         before = self.replies().count()
@@ -206,5 +214,6 @@ def runtime_page(shared_runtime_page):
 
 def load_model(app: AppPage, repo: str, timeout: float = 60) -> str:
     """Load repo through the model form; return the status line the load ends with."""
+    app.show_model_form()
     app.page.get_by_role("textbox", name="Model", exact=True).fill(repo)
     return app.load_outcome(lambda: app.page.click("#load"), timeout)

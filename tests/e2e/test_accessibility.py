@@ -95,6 +95,28 @@ def tiny_page(booted_tiny):
     assert booted_tiny.replies().count() == 0
 
 
+def test_on_a_phone_a_loaded_model_leaves_the_conversation_and_the_composer_in_view(tiny_page):
+    """Once a model is loaded the model panel folds to one line: on a 375 x 667 phone the
+    conversation and the composer (message box and Send) are on screen without scrolling, and
+    Change model brings the form back."""
+    page = tiny_page.page
+    page.set_viewport_size({"width": 375, "height": 667})
+    tiny_page.wait_status("Ready")
+    page.evaluate("window.scrollTo(0, 0)")
+    assert page.get_by_role("button", name="Change model").is_visible()
+    assert page.text_content("#model-line").startswith("test/tiny · ")
+    assert not page.get_by_role("textbox", name="Model", exact=True).is_visible()
+    boxes = page.evaluate("""() => Object.fromEntries(['log', 'message', 'send'].map(id => {
+        const box = document.getElementById(id).getBoundingClientRect();
+        return [id, {top: box.top, bottom: box.bottom}];
+    }))""")
+    assert boxes["log"]["top"] < 667 - 100 and boxes["message"]["bottom"] <= 667 and boxes["send"]["bottom"] <= 667, boxes
+    page.get_by_role("button", name="Change model").click()
+    assert page.get_by_role("textbox", name="Model", exact=True).is_visible()
+    assert page.get_by_role("button", name="Change model").is_hidden()
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", list(SIZES))
 def test_axe_layout_colours_and_screenshots(tiny_page, axe_js, size, scheme):
@@ -184,7 +206,8 @@ def test_keyboard_alone_loads_writes_sends_and_stops(open_app, hub):
         path.append(focused(page))
         assert len(path) < 40, path
     assert [step for step in path if not step["outline"]] == []  # the focus is always visible
-    assert {"model", "load", "message"} <= {step["id"] for step in path}
+    stops = {step["id"] for step in path}
+    assert {"change-model", "message"} <= stops and "model" not in stops  # the loaded model's panel is folded
 
     page.keyboard.type("Once upon a time there was")
     page.keyboard.press("Enter")

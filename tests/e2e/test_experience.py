@@ -91,6 +91,7 @@ def test_download_size_is_shown_before_loading_then_cached(open_app, hub):
         assert not [r for r in hub.requests if r.method == "GET" and r.file.endswith((".safetensors", ".bin"))]
         app.page.get_by_role("button", name="Load model").click()
         app.wait_status(f"Ready: {repo} ")
+        app.show_model_form()
         field.fill(repo)  # asked again: now in the cache
         wait_size(app, repo)
         assert shown.text_content().startswith(f"{repo}: cached (")
@@ -108,6 +109,7 @@ def test_dialogpt_opens_in_chat_mode_with_eot_turns_and_gpt2_in_completion(open_
         app.send(text)
         turns.append(("assistant", app.wait_reply_done()))
         assert turns[-1][1] == chat_reply(turns[:-1], "eot")
+    app.show_model_form()
     app.page.get_by_role("textbox", name="Model", exact=True).fill("test/tiny")
     app.page.get_by_role("button", name="Load model").click()
     app.wait_status("Ready: test/tiny ")

@@ -84,11 +84,12 @@ def test_int8_weights_give_the_logits_of_the_same_quantization_in_numpy(one_work
 
 def test_the_weights_field_loads_int8_over_two_workers_with_the_tokens_of_int8_in_numpy(runtime_page):
     from conftest import load_model
+    runtime_page.show_model_form(advanced=True)
     runtime_page.page.select_option("#weights", "int8")
     try:
         status = load_model(runtime_page, "test/tiny")
     finally:
-        runtime_page.page.select_option("#weights", "float32")
+        runtime_page.page.evaluate("() => { document.getElementById('weights').value = 'float32'; }")
     assert "split over 2 workers" in status and status.endswith("int8 weights")
     settings = dict(temperature=0, max_new_tokens=24)
     assert runtime_page.page.evaluate(GENERATE, {"prompt": "Hello world", "settings": settings}) == \

@@ -109,9 +109,11 @@ def test_chat_page_worker_count_can_be_changed_before_a_load(open_plain, hub):
     app = open_plain("", model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=20, workers=1)
     app.wait_status("Ready")
     load = app.page.get_by_role("button", name="Load model")
+    app.show_model_form(advanced=True)
     app.page.fill("#workers", "3")
     assert "split over 3 workers" in app.load_outcome(load.click)
     assert chat_reply(app, PROMPT) == greedy_text("odd-heads", PROMPT, 20)
+    app.show_model_form()
     app.page.fill("#workers", "1")
     assert "split" not in app.load_outcome(load.click)
     assert app.page.evaluate("window.modelWorker.workers.length") == 1  # the others ended

@@ -78,6 +78,7 @@ def panel(browser, app_server, hub):
 def app(panel, hub):
     panel.errors.clear()
     hub.clear_requests()
+    panel.show_model_form()
     yield panel
     assert panel.errors == [] and panel.foreign_requests() == []
 
