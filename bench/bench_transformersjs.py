@@ -18,6 +18,8 @@ it, as bench_browser.py times the app. min_new_tokens keeps EOS out. The tokens 
 our engine's greedy tokens (natively, in CPython) for the same prompt: fp32 should match them all.
 
 Prints a markdown table (medians, with the CPU model) and writes bench/out/transformersjs.json.
+Its "other load" column is the CPU (in cores) that processes outside this benchmark took while a
+configuration ran: on this 2-core machine anything above ~0.1 makes that row's timings unreliable.
 """
 from __future__ import annotations
 
@@ -61,8 +63,9 @@ def ensure_package() -> dict[str, str]:
         npm = shutil.which("npm")
         if npm is None:
             raise SystemExit("npm not found: install Node.js, then `npm install` in bench/transformersjs/")
-        log("npm install in bench/transformersjs/ ...")
-        subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=PACKAGE_DIR, check=True)
+        command = "ci" if (PACKAGE_DIR / "package-lock.json").is_file() else "install"
+        log(f"npm {command} in bench/transformersjs/ ...")
+        subprocess.run([npm, command, "--no-audit", "--no-fund"], cwd=PACKAGE_DIR, check=True)
     ort = PACKAGE_DIR / "node_modules" / "onnxruntime-web" / "package.json"
     return {"transformers.js": json.loads(lib.read_text())["version"],
             "onnxruntime-web": json.loads(ort.read_text())["version"]}
@@ -93,6 +96,36 @@ def matching_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall s, whole machine's busy CPU s, this process tree's CPU s) from /proc: their differences
+    over a run tell how much CPU something else on the machine took meanwhile."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    busy = (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait
+    parents, times = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            rest = stat[stat.rindex(")") + 2:].split()
+            parents[int(entry.name)] = int(rest[1])
+            times[int(entry.name)] = (int(rest[11]) + int(rest[12])) / tick  # utime + stime
+    ours, todo = 0.0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        ours += times.get(pid, 0.0)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return time.monotonic(), busy, ours
+
+
+def other_load(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
+    """Cores' worth of CPU that processes outside this benchmark used between two snapshots."""
+    wall = after[0] - before[0]
+    return max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / wall) if wall > 0 else 0.0
+
+
 def run_config(browser, url: str, options: dict) -> dict:
     """One fresh context: load with options' dtype and thread count, time the generations."""
     context = browser.new_context()
@@ -106,7 +139,9 @@ def run_config(browser, url: str, options: dict) -> dict:
     try:
         page.goto(url)
         page.wait_for_function("() => window.benchReady === true")
+        before = cpu_snapshot()
         result = page.evaluate("options => window.benchTransformersJs(options)", options)
+        result["other_load_cores"] = other_load(before, cpu_snapshot())
     finally:
         context.close()
     if errors:
@@ -120,7 +155,7 @@ def summarize(dtype: str, threads: int, raw: dict, reference: list[int]) -> dict
     same = matching_prefix(tokens, reference)
     return {
         "dtype": dtype, "threads_asked": threads, "threads": raw["threads"], "isolated": raw["isolated"],
-        "load_s": raw["load_ms"] / 1e3,
+        "load_s": raw["load_ms"] / 1e3, "other_load_cores": raw["other_load_cores"],
         "prompt_tokens": runs[0]["prompt_tokens"],
         "prefill_ms": statistics.median(r["prefill_ms"] for r in runs),
         "decode_tok_s": statistics.median(r["decode_tok_s"] for r in runs),
@@ -146,13 +181,13 @@ def print_table(result: dict) -> None:
           f"load average before: {result['loadavg_before'][0]:.1f}\n")
     print(f"| dtype | WASM threads | isolated | load (s) | prefill {PROMPT_TOKENS} tok (ms) | "
           f"decode {NEW_TOKENS} tok (tok/s) | per step (ms) | first run: prefill ms / decode tok/s | "
-          "greedy tokens = our engine's |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "greedy tokens = our engine's | other load (cores) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in result["results"]:
         print(f"| {r['dtype']} | {r['threads']} | {'yes' if r['isolated'] else 'no'} | {fmt(r['load_s'])} | "
               f"{fmt(r['prefill_ms'], 0)} | {fmt(r['decode_tok_s'])} | {fmt(r['step_ms'])} | "
               f"{fmt(r['first_run_prefill_ms'], 0)} / {fmt(r['first_run_decode_tok_s'])} | "
-              f"{r['tokens_same_as_native']}/{r['tokens_compared']} |")
+              f"{r['tokens_same_as_native']}/{r['tokens_compared']} | {r['other_load_cores']:.2f} |")
 
 
 def main() -> None:
@@ -195,7 +230,8 @@ def main() -> None:
                 if r["threads"] != threads:
                     log(f"  WARNING: asked for {threads} threads, ONNX Runtime reports {r['threads']}")
                 log(f"  load {r['load_s']:.1f} s, prefill {r['prefill_ms']:.0f} ms, decode {r['decode_tok_s']:.1f} tok/s, "
-                    f"tokens = native: {r['tokens_same_as_native']}/{r['tokens_compared']} "
+                    f"tokens = native: {r['tokens_same_as_native']}/{r['tokens_compared']}, "
+                    f"other load {r['other_load_cores']:.2f} cores "
                     f"({time.perf_counter() - start:.0f} s)")
                 results.append(r)
                 user_agent = raw["user_agent"]

@@ -42,16 +42,14 @@ class HubFiles:
 
     async def open_weights(self, name: str, cache: Cache, on_bytes: OnBytes) -> WeightStream | None:
         """A weight file as a stream (None if the commit lacks it): the cached copy chunk by
-        chunk, each checked as it is read; else downloaded into the cache, then read back from
-        it (so the download's buffer is freed before the weights are built); from memory if the
-        cache is off."""
+        chunk, each checked as it is read; else downloaded rolling into the cache (never whole in
+        memory), then read back from it; from memory if the cache is off."""
         if (remote := self.listing.get(name)) is None:
             return None
         if (stream := await self.cached(remote, cache, on_bytes)) is not None:
             return stream
-        data = await download(*self.url_key(name), remote, cache, on_bytes)
-        if cache.usable:
-            del data
+        data = await download(*self.url_key(name), remote, cache, on_bytes, whole=False)
+        if data is None:  # downloaded rolling into the cache
             return await self.open_weights(name, cache, on_bytes)
         return from_memory(data)
 

@@ -1,7 +1,9 @@
 """Downloads in the worker: the browser's fetch (its failures worth retrying told apart), one file
-streamed into one buffer (hashed as it arrives, stored in the cache chunk by chunk, retried with
-backoff and resumed with a Range request, marked complete only once it hashes to the listing's
-digest), and one cached chunk fetched again. Each download, and each read of a cached file
+streamed (hashed as it arrives, stored in the cache chunk by chunk, retried with backoff and
+resumed with a Range request, marked complete only once it hashes to the listing's digest), and
+one cached chunk fetched again. A file read back from the cache afterwards is downloaded rolling:
+only the chunk in progress is in memory, each one dropped once stored, so no worker ever holds a
+whole weight file; a file wanted whole (or with the cache off) goes into one buffer. Each download, and each read of a cached file
 (checkpoint_files.py), runs as a Job that stops when its files are deleted from the cache
 meanwhile (cancel_jobs)."""
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pyodide.ffi import JsException, JsProxy, to_js
 from model_loader.hub import (RETRY_DELAYS, HubError, IntegrityError, RemoteFile, TransientError, is_transient,
                               refusal, resumed_from)
 from worker.cache import Cache
-from worker.chunk_store import FileKey, chunk_count, chunk_span, complete_manifest, full_chunks, partial_manifest
+from worker.chunk_store import (CHUNK_SIZE, FileKey, chunk_count, chunk_span, complete_manifest, full_chunks,
+                                partial_manifest)
 
 OnBytes = Callable[[int, int, str], None]  # (received, total, where: "cache" or the host sending them)
 
@@ -118,10 +121,14 @@ async def retried(attempt: Callable[..., Awaitable], *args):
 
 @dataclass(eq=False)
 class PartialDownload(Job):
-    """A file being downloaded: what arrived so far, kept across attempts and loads."""
+    """A file being downloaded: what arrived so far, kept across attempts and loads. Rolling,
+    `buffer` holds only the chunk in progress, which starts at byte `base` of the file; else
+    the whole file (base 0)."""
 
     remote: RemoteFile = None
+    rolling: bool = False
     buffer: bytearray = None
+    base: int = 0
     received: int = 0
     stored: int = 0  # leading chunks in the cache
     digests: list[str] = field(default_factory=list)  # their sha256
@@ -129,8 +136,18 @@ class PartialDownload(Job):
     resumed: bool = False  # holds bytes from before the current request
 
     def restart(self) -> None:
-        self.received = self.stored = 0
+        self.received = self.stored = self.base = 0
         self.digests, self.hasher, self.resumed = [], self.remote.hasher(), False
+
+    def hold_whole(self) -> None:
+        """Keep the whole file in memory from now on (the cache failed while rolling): the bytes
+        in the buffer stay if no chunk was dropped yet, else the download starts over."""
+        self.rolling, whole = False, bytearray(self.remote.size)
+        whole[:self.received - self.base] = self.buffer[:self.received - self.base]
+        self.buffer = whole
+        if self.base:
+            self.restart()
+            raise TransientError(f"{self.key[3]}: the browser cache failed; downloading it again into memory")
 
 
 PARTIALS: dict[FileKey, PartialDownload] = {}
@@ -142,14 +159,15 @@ def keep_partials_of(model: tuple[str, ...]) -> None:
         del PARTIALS[key]
 
 
-async def resume_or_start(key: FileKey, remote: RemoteFile, cache: Cache) -> PartialDownload:
+async def resume_or_start(key: FileKey, remote: RemoteFile, cache: Cache, rolling: bool) -> PartialDownload:
     """The partial download of this file kept in memory, else one that goes on from the whole
-    chunks of it in the cache, else a new one."""
+    chunks of it in the cache (read back to be hashed; rolling, not kept), else a new one."""
     partial = PARTIALS.get(key)
-    if partial is not None and partial.remote == remote:
+    if partial is not None and partial.remote == remote and partial.rolling == rolling:
         partial.stopped = None  # a cancelled load goes on where it stopped
         return partial
-    partial = PARTIALS[key] = PartialDownload(key, remote=remote, buffer=bytearray(remote.size))
+    size = min(remote.size, CHUNK_SIZE) if rolling else remote.size
+    partial = PARTIALS[key] = PartialDownload(key, remote=remote, rolling=rolling, buffer=bytearray(size))
     partial.restart()
     good = full_chunks(await cache.resumable(key, remote))
     for index in range(good):
@@ -158,10 +176,14 @@ async def resume_or_start(key: FileKey, remote: RemoteFile, cache: Cache) -> Par
             partial.restart()
             break
         start, end = chunk_span(index, remote.size)
-        found[0].assign_to(memoryview(partial.buffer)[start:end])
-        partial.hasher.update(memoryview(partial.buffer)[start:end])
+        if rolling:
+            partial.hasher.update(found[0].to_bytes())
+        else:
+            found[0].assign_to(memoryview(partial.buffer)[start:end])
+            partial.hasher.update(memoryview(partial.buffer)[start:end])
         partial.digests.append(found[1])
         partial.received, partial.stored = end, index + 1
+        partial.base = end if rolling else 0
     if not partial.received:
         await cache.delete(key)
         await cache.write_manifest(key, partial_manifest(remote))
@@ -205,30 +227,42 @@ async def receive_body(response: JsProxy, partial: PartialDownload, cache: Cache
         if partial.received + n > size:
             partial.restart()
             raise IntegrityError(f"{partial.key[3]}: the download is longer than the {size} bytes the Hub lists")
-        view = memoryview(partial.buffer)[partial.received:partial.received + n]
-        chunk.value.assign_to(view)
-        partial.hasher.update(view)
-        del view
-        partial.received += n
-        await store_chunks(partial, cache, full_chunks(partial.received))
+        taken = 0
+        while taken < n:  # rolling, a piece may end one chunk and begin the next
+            at = partial.received - partial.base
+            take = min(n - taken, len(partial.buffer) - at)
+            view = memoryview(partial.buffer)[at:at + take]
+            chunk.value.subarray(taken, taken + take).assign_to(view)
+            partial.hasher.update(view)
+            del view
+            partial.received += take
+            taken += take
+            await store_chunks(partial, cache, full_chunks(partial.received))
         on_bytes(partial.received)
     if partial.received < size:
         raise TransientError(f"{partial.key[3]}: the connection closed at {partial.received} of {size} bytes")
 
 
 async def store_chunks(partial: PartialDownload, cache: Cache, upto: int) -> None:
-    """Write the chunks [partial.stored, upto) to the cache."""
+    """Write the chunks [partial.stored, upto) to the cache; rolling, the buffer is then free for
+    the next chunk (and if the cache fails, the download holds the whole file instead)."""
     while partial.stored < upto and cache.usable:
         start, end = chunk_span(partial.stored, partial.remote.size)
         partial.check()
-        digest = await cache.write_chunk(partial.key, partial.stored, memoryview(partial.buffer)[start:end])
+        digest = await cache.write_chunk(partial.key, partial.stored,
+                                         memoryview(partial.buffer)[start - partial.base:end - partial.base])
+        if digest is None:
+            break  # the cache failed and is off now
         partial.digests.append(digest)
         partial.stored += 1
+        partial.base = end if partial.rolling else 0
+    if partial.rolling and not cache.usable:
+        partial.hold_whole()
 
 
-async def finish_download(partial: PartialDownload, cache: Cache) -> bytearray:
+async def finish_download(partial: PartialDownload, cache: Cache) -> bytearray | None:
     """Check the whole file against the listing, then mark the cached copy complete; on a
-    mismatch drop it all."""
+    mismatch drop it all. The file's bytes, or None when it was downloaded rolling into the cache."""
     PARTIALS.pop(partial.key, None)
     try:
         partial.remote.check(partial.received, partial.hasher.hexdigest())
@@ -240,12 +274,14 @@ async def finish_download(partial: PartialDownload, cache: Cache) -> bytearray:
     await cache.write_manifest(partial.key, complete_manifest(partial.remote, partial.digests))
     if not cache.usable:
         await cache.delete(partial.key)
-    return partial.buffer
+    return None if partial.rolling else partial.buffer
 
 
-async def download(url: str, key: FileKey, remote: RemoteFile, cache: Cache, on_bytes: OnBytes) -> bytearray:
-    """The file, downloaded (resumed where a partial download of it stopped) and checked."""
-    partial = await resume_or_start(key, remote, cache)
+async def download(url: str, key: FileKey, remote: RemoteFile, cache: Cache, on_bytes: OnBytes,
+                   whole: bool = True) -> bytearray | None:
+    """The file, downloaded (resumed where a partial download of it stopped) and checked: its
+    bytes; or, not `whole` and into a usable cache, rolling: None, and the cache has it."""
+    partial = await resume_or_start(key, remote, cache, rolling=not whole and cache.usable)
     with running(partial):
         for delay in (0, *RETRY_DELAYS):
             await asyncio.sleep(delay)

@@ -97,7 +97,8 @@ async def load_checkpoint(request: LoadRequest, push: Push, shard: tuple[int, in
                           ) -> tuple[Model | ShardOfModel | None, LoadReply | ErrorReply]:
     """(model, facts) for a load request; (None, ErrorReply) on failure.
     With shard=(index, n_shards), only that shard of the model (read_shard), or the whole model
-    where it cannot be split."""
+    where it cannot be split. The weights are read tensor by tensor from the cache (or the
+    visitor's files) whenever they can be: only without a cache is a file held whole."""
     gc.collect()  # the previous model, dropped by the caller
     begin_load()
     started = time.monotonic()
@@ -108,8 +109,8 @@ async def load_checkpoint(request: LoadRequest, push: Push, shard: tuple[int, in
     try:
         source, about = await model_source(request, cache)
         progress.name_host = source.host is not None
-        if shard is not None and (local or cache.usable or shard[0] > 0):
-            model = await read_shard(source, cache, progress, label, request, *shard, about["commit"])
+        if local or cache.usable or (shard is not None and shard[0] > 0):
+            model = await read_shard(source, cache, progress, label, request, *(shard or (0, 1)), about["commit"])
         else:
             model = await read_model(source, cache, progress, label, request)
     except MemoryError as e:
@@ -163,20 +164,22 @@ class ShardOfModel:
 async def read_shard(source: Source, cache: Cache, progress: LoadProgress, label: str, request: LoadRequest,
                      index: int, n_shards: int, commit: str | None) -> ShardOfModel | Model:
     """Shard `index` of n_shards (at most one per head), read tensor by tensor from the cache
-    (or the visitor's files) so the worker never holds more than its slice and one tensor. The
-    lead loads the whole model instead if it has one head, no safetensors (a .bin is read whole)
-    or the browser cache failed (the other workers would have to download it again); the others
-    are only asked once the lead has split it."""
+    (or the visitor's files) so the worker never holds more than its slice and one tensor (the
+    blocks' matrices go to the kernels as they come). One shard is the whole Model. The lead
+    reads the file whole instead if it is a .bin, or if the browser cache failed (the other
+    workers would have to download it again); the others are only asked once the lead has
+    split it."""
     have = await fetch_files(source, cache, progress, label, streams=True)
     config = parse_config(bytes(have["config.json"]), ARCHITECTURES)
     architecture = architecture_of(config)
     n_shards = min(n_shards, architecture.max_shards(config))
     names = weight_files(have)
-    if index == 0 and (n_shards == 1 or names == [TORCH_BIN] or not (cache.usable or request.local is not None)):
+    if index == 0 and (names == [TORCH_BIN] or not (cache.usable or request.local is not None)):
         return await read_model(source, cache, progress, label, request, have)
     tokenizer = None
     if index == 0:
-        progress.push(Shards(n_shards, commit))  # the files are cached: the others may start
+        if n_shards > 1:
+            progress.push(Shards(n_shards, commit))  # the files are cached: the others may start
         tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
         check_vocabulary(tokenizer, config)
     hold = await weight_holder(request.kernels, request.weights)  # the block matrices go to the kernels as they come
@@ -187,5 +190,6 @@ async def read_shard(source: Source, cache: Cache, progress: LoadProgress, label
             stream.feed(block)
         stream.finish()
     params = hold_params(builder.finish(), architecture, hold)
+    if n_shards == 1:
+        return Model(config, params, tokenizer)
     return ShardOfModel(Shard(config, params), tokenizer, index, n_shards)
-

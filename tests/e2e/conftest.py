@@ -205,9 +205,10 @@ def shared_runtime_page(browser, app_server, hub):
 
 @pytest.fixture
 def runtime_page(shared_runtime_page):
-    """The shared page with no model at first; each test must leave it without console errors or
-    stray requests."""
+    """The shared page with no model at first, its model form shown; each test must leave it
+    without console errors or stray requests."""
     shared_runtime_page.errors.clear()
+    shared_runtime_page.show_model_form()
     yield shared_runtime_page
     assert shared_runtime_page.errors == [] and shared_runtime_page.foreign_requests() == []
 

@@ -6,6 +6,7 @@ import pytest
 
 from support import fixture_model
 from tools.make_random_checkpoint import make_checkpoint
+from worker.chunk_store import CHUNK_SIZE
 from engine import GenerationSettings
 from engine.generation import Session, generate
 from engine.parallel import make_shards
@@ -132,8 +133,10 @@ HEAPS = "Promise.all(window.modelWorker.workers.map(w => w.sync.heap_bytes()))"
 
 
 def test_each_worker_holds_its_slice_of_the_model_not_the_whole(open_app, hub, tmp_path_factory):
-    """A 77 MB model split over 2 workers, loaded from the browser cache: each worker's memory
-    grows by about half the weights (read tensor by tensor from the cache), not by all of them."""
+    """A 77 MB model split over 2 workers. On a first visit the lead downloads it rolling (only the
+    chunk in progress in memory), so its memory (the WebAssembly memories only grow: their size is
+    their peak) stays within one cache chunk of the other worker's. Loaded from the browser cache,
+    each worker's memory grows by about half the weights (read tensor by tensor), not by all of them."""
     folder = make_checkpoint(tmp_path_factory.mktemp("medium"), n_layer=8, n_embd=256, n_head=4, n_ctx=256)
     weights = (folder / "model.safetensors").stat().st_size
     hub.add_repo("test/medium", folder)
@@ -143,6 +146,8 @@ def test_each_worker_holds_its_slice_of_the_model_not_the_whole(open_app, hub, t
     base = app.page.evaluate(HEAPS)
     app.page.fill("#model", "test/medium")
     assert "split over 2 workers" in app.load_outcome(app.page.get_by_role("button", name="Load model").click, 120)
+    lead, other = [after - before for before, after in zip(base, app.page.evaluate(HEAPS))]
+    assert lead < other + CHUNK_SIZE and lead < weights, (lead, other, weights)  # never the whole file
     app.page.reload()  # new workers; the model comes from the cache
     app.page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Runtime ready')")
     app.page.fill("#model", "test/medium")
