@@ -38,6 +38,13 @@ export function kernelsChoice(query = new URLSearchParams(location.search)) {
   return query.get("kernels") ?? "simd";
 }
 
+/** ?worker_memory=BYTES: a lower limit for each of a worker's memories than WebAssembly's 4 GiB,
+ * to see how a model splits on a smaller device (the load request's memory_limit). */
+export function memoryLimit(query = new URLSearchParams(location.search)) {
+  const bytes = Number.parseInt(query.get("worker_memory") ?? "", 10);
+  return Number.isFinite(bytes) && bytes > 0 ? bytes : undefined;
+}
+
 /** An event a worker pushed (worker.push: a JSON string), or {} for PyScript's own messages. */
 function pushed({ data }) {
   return typeof data === "string" ? JSON.parse(data) : {};
@@ -126,7 +133,8 @@ export class ParallelModel {
   async load(request, onProgress) {
     const booting = this.boot();
     if (!this.#workers.length) await booting;  // no lead given: wait for the workers
-    const options = { kernels: kernelsChoice(), ...JSON.parse(request), tiktoken: (await chooseRuntime()).tiktoken };
+    const options = { kernels: kernelsChoice(), memory_limit: memoryLimit(), ...JSON.parse(request),
+                      tiktoken: (await chooseRuntime()).tiktoken };
     const listener = message => {
       const event = pushed(message);
       if (event.kind === EVENT.progress || event.kind === EVENT.status) onProgress?.(event);

@@ -2,7 +2,7 @@
 // `python3 -m worker.protocol > client/protocol.js`: edit that file, not this one.
 
 /**
- * @typedef {object} LoadRequest  load, shard_load: a Hub repository, or the visitor's files ({file name: blob URL}, local). tiktoken: the base URL of the npm tiktoken package the worker tokenises with. kernels: "simd" multiplies by the weights with WebAssembly SIMD where the browser has it, "numpy" with NumPy; weights: "float32", or "int8" (a scale per row; with the SIMD kernels only).
+ * @typedef {object} LoadRequest  load, shard_load: a Hub repository, or the visitor's files ({file name: blob URL}, local). tiktoken: the base URL of the npm tiktoken package the worker tokenises with. kernels: "simd" multiplies by the weights with WebAssembly SIMD where the browser has it, "numpy" with NumPy; weights: "float32", or "int8" (a scale per row; with the SIMD kernels only). memory_limit: the bytes each of a worker's memories may hold (default: WebAssembly's 4 GiB; a lower one shows how a model splits on a smaller device).
  * @property {string} tiktoken
  * @property {(string|null)} repo
  * @property {string} revision
@@ -10,6 +10,7 @@
  * @property {(object|null)} local
  * @property {string} kernels
  * @property {string} weights
+ * @property {(number|null)} memory_limit
  */
 
 /**

@@ -59,6 +59,11 @@ async def weight_holder(kernels: str, weights: str) -> Holder | None:
     return Holder(await wasm_kernels.create(), weights == "int8")
 
 
+def uses_kernels(request) -> bool:
+    """Whether a load request's weights will be held by the SIMD kernels (see weight_holder)."""
+    return request.kernels == "simd" and bool(wasm_kernels.simdSupported())
+
+
 def hold_params(params, architecture, hold: Holder | None):
     """params with the blocks' matrices held by `hold`, and in int8 the LM head too: a quarter
     of its bytes to read per token (in float32 a held head would be a second copy of the same

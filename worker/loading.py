@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import time
+
+import js
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,19 +21,23 @@ from worker.browser_tokenizer import wasm_tokenizer
 from worker.cache import Cache
 from worker.checkpoint_files import LocalFiles, Source, fetch_checkpoint, hold_download_lock, hub_files
 from worker.download import begin_load, keep_partials_of
-from worker.kernels import hold_params, kernels_of, weight_holder
+from worker.kernels import hold_params, kernels_of, uses_kernels, weight_holder
+from worker.memory import MEMORY_LIMIT, refusal
 from worker.protocol import ErrorReply, LoadReply, LoadRequest, Progress, Shards, Status
 from worker.weight_stream import WeightStream
 
-HEAP_LIMIT = 4 * 2**30  # a 32-bit WebAssembly memory
-# Peak heap while loading, in multiples of the float32 weights: 1.28 for an F32 checkpoint
-# (bench/bench_load.py: the download buffer becomes the weights), 1.5 for F16/BF16 ones.
-LOAD_PEAK = 1.5
 Push = Callable[[Progress | Status | Shards], None]  # sends an event to the page
 
 
 class ModelTooBig(MemoryError):
-    """The model cannot fit in the worker's memory."""
+    """The model cannot fit in the workers' memory."""
+
+
+def device_memory() -> float | None:
+    """The device's memory in bytes as the browser reports it (navigator.deviceMemory: GiB,
+    rounded, at most 8 in Chrome), or None where it does not."""
+    gib = getattr(js.navigator, "deviceMemory", None)
+    return gib * 2**30 if isinstance(gib, (int, float)) and gib > 0 else None
 
 
 class LoadProgress:
@@ -62,14 +68,16 @@ class LoadProgress:
         return self.downloaded / (now - self.first_byte) if self.downloaded and now > self.first_byte else 0.0
 
 
-def check_fits(label: str, raw_config: bytes) -> None:
-    """Fail before the big download if the weights cannot fit in the worker's memory."""
+def check_fits(label: str, raw_config: bytes, request: LoadRequest, n_shards: int, streams: bool) -> None:
+    """Fail before the big download if a worker of n_shards cannot hold its part of the model
+    (worker/memory.py), or this device all of it."""
     config = parse_config(raw_config, ARCHITECTURES)
-    need = architecture_of(config).weight_bytes(config)
-    if need * LOAD_PEAK > HEAP_LIMIT:
-        raise ModelTooBig(f"{label} is too big for this device: its weights need {need / 1e9:.1f} GB as float32 "
-                          f"(about {need * LOAD_PEAK / 1e9:.1f} GB while loading), and the model worker can "
-                          f"use at most {HEAP_LIMIT / 1e9:.1f} GB")
+    architecture = architecture_of(config)
+    problem = refusal(label, architecture, config, n_shards, uses_kernels(request), request.weights == "int8",
+                      0 if streams else architecture.weight_bytes(config), device_memory(),
+                      request.memory_limit or MEMORY_LIMIT)
+    if problem:
+        raise ModelTooBig(problem)
 
 
 async def model_source(request: LoadRequest, cache: Cache) -> tuple[Source, dict]:
@@ -82,13 +90,16 @@ async def model_source(request: LoadRequest, cache: Cache) -> tuple[Source, dict
     return source, {"repo": source.repo, "commit": source.commit, "host": source.host}
 
 
-async def fetch_files(source: Source, cache: Cache, progress: LoadProgress, label: str, streams: bool = False) -> dict:
+async def fetch_files(source: Source, cache: Cache, progress: LoadProgress, label: str, request: LoadRequest,
+                      n_shards: int = 1, streams: bool = False) -> dict:
     """The checkpoint's files (see fetch_checkpoint), holding the model's download lock; the
-    page is told when another tab is downloading the same model and this one waits for it."""
+    page is told when another tab is downloading the same model and this one waits for it.
+    Refused before the weights if they cannot fit (check_fits)."""
     release = await hold_download_lock(
         source, lambda: progress.push(Status(f"Waiting for another tab that is downloading {label}…")))
+    fits = (lambda raw: check_fits(label, raw, request, n_shards, streams and cache.usable or isinstance(source, LocalFiles)))
     try:
-        return await fetch_checkpoint(source, cache, progress.update, lambda raw: check_fits(label, raw), streams)
+        return await fetch_checkpoint(source, cache, progress.update, fits, streams)
     finally:
         release()
 
@@ -129,7 +140,7 @@ async def load_checkpoint(request: LoadRequest, push: Push, shard: tuple[int, in
 async def read_model(source: Source, cache: Cache, progress: LoadProgress, label: str, request: LoadRequest,
                      have: dict | None = None) -> Model:
     """The whole model (`have`: the files fetched already, as bytes or WeightStreams)."""
-    have = have or await fetch_files(source, cache, progress, label)
+    have = have or await fetch_files(source, cache, progress, label, request)
     have = {name: await data.whole() if isinstance(data, WeightStream) else data for name, data in have.items()}
     progress.push(Status("Building the model…"))
     tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
@@ -169,7 +180,7 @@ async def read_shard(source: Source, cache: Cache, progress: LoadProgress, label
     reads the file whole instead if it is a .bin, or if the browser cache failed (the other
     workers would have to download it again); the others are only asked once the lead has
     split it."""
-    have = await fetch_files(source, cache, progress, label, streams=True)
+    have = await fetch_files(source, cache, progress, label, request, n_shards, streams=True)
     config = parse_config(bytes(have["config.json"]), ARCHITECTURES)
     architecture = architecture_of(config)
     n_shards = min(n_shards, architecture.max_shards(config))

@@ -26,7 +26,9 @@ class LoadRequest:
     """load, shard_load: a Hub repository, or the visitor's files ({file name: blob URL}, local).
     tiktoken: the base URL of the npm tiktoken package the worker tokenises with. kernels: "simd"
     multiplies by the weights with WebAssembly SIMD where the browser has it, "numpy" with NumPy;
-    weights: "float32", or "int8" (a scale per row; with the SIMD kernels only)."""
+    weights: "float32", or "int8" (a scale per row; with the SIMD kernels only). memory_limit: the
+    bytes each of a worker's memories may hold (default: WebAssembly's 4 GiB; a lower one shows
+    how a model splits on a smaller device)."""
 
     tiktoken: str
     repo: str | None = None
@@ -35,6 +37,7 @@ class LoadRequest:
     local: dict[str, str] | None = None
     kernels: str = "simd"
     weights: str = "float32"
+    memory_limit: int | None = None
 
 
 @dataclass(frozen=True)

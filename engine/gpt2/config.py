@@ -88,6 +88,22 @@ def param_count(config: GPT2Config) -> int:
     return (config.n_vocab + config.n_ctx) * c + 2 * c + config.n_layer * per_block
 
 
+def matrix_params(config: GPT2Config) -> int:
+    """Parameters of the blocks' four weight matrices (what the WASM kernels hold)."""
+    return config.n_layer * (4 * config.n_embd * config.n_embd + 2 * config.n_embd * config.n_inner)
+
+
+def largest_tensor_params(config: GPT2Config) -> int:
+    """Parameters of the largest single tensor of a checkpoint (read whole before it is sliced)."""
+    c = config.n_embd
+    return max(config.n_vocab * c, config.n_ctx * c, 3 * c * c, c * config.n_inner)
+
+
+def kv_cache_bytes(config: GPT2Config) -> int:
+    """Bytes of a whole KV cache (keys and values of every layer for n_ctx tokens, float32)."""
+    return 2 * 4 * config.n_layer * config.n_ctx * config.n_embd
+
+
 def weight_bytes(config: GPT2Config) -> int:
     """Bytes of a GPT-2's float32 weights (LM head tied to the token embedding)."""
     return 4 * param_count(config)

@@ -15,6 +15,7 @@ from support import MODELS, fixture_model
 
 GREEDY = dict(temperature=0, max_new_tokens=20)
 SUGGESTED = ["openai-community/gpt2", "distilbert/distilgpt2", "openai-community/gpt2-medium",
+             "openai-community/gpt2-large", "openai-community/gpt2-xl",
              "microsoft/DialoGPT-small", "microsoft/DialoGPT-medium"]
 
 

@@ -2,8 +2,11 @@
 the same tokens as one worker and as the CPython engine."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from conftest import load_model
 from support import fixture_model
 from tools.make_random_checkpoint import make_checkpoint
 from worker.chunk_store import CHUNK_SIZE
@@ -154,3 +157,26 @@ def test_each_worker_holds_its_slice_of_the_model_not_the_whole(open_app, hub, t
     assert "loaded from cache" in app.load_outcome(app.page.get_by_role("button", name="Load model").click, 120)
     growth = [after - before for before, after in zip(base, app.page.evaluate(HEAPS))]
     assert len(growth) == 2 and all(weights * 0.4 < g < weights * 0.8 for g in growth), (growth, weights)
+
+
+def test_a_lowered_worker_memory_forces_a_split_and_the_refusal_comes_before_any_weight_request(
+        open_app, hub, tmp_path_factory):
+    """With ?worker_memory= between what one worker and what each of two need for the 77 MB model,
+    one worker is refused before any weight is requested, saying how many it takes; two load it."""
+    from engine import gpt2
+    from engine.gpt2 import read_config
+    from worker.memory import HEADROOM, worker_need
+    folder = make_checkpoint(tmp_path_factory.mktemp("split"), n_layer=8, n_embd=256, n_head=4, n_ctx=256)
+    config = read_config(json.loads((folder / "config.json").read_text()))
+    one, two = (worker_need(gpt2, config, n, kernels=True, int8=False) for n in (1, 2))
+    limit = int((max(one.heap, one.kernels) + max(two.heap, two.kernels)) / 2 / HEADROOM)
+    hub.add_repo("test/needs-two", folder)
+    app = open_app(endpoint=hub.url, workers=1, worker_memory=limit)
+    app.wait_status("Runtime ready")
+    hub.clear_requests()
+    status = load_model(app, "test/needs-two")
+    assert status.startswith("Could not load test/needs-two: test/needs-two needs 2 workers here"), status
+    assert [r for r in hub.requests if r.file.endswith(".safetensors")] == []
+    app.show_model_form(advanced=True)
+    app.page.fill("#workers", "2")
+    assert "split over 2 workers" in load_model(app, "test/needs-two")

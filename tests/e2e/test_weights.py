@@ -228,9 +228,11 @@ def test_slow_download_reports_bytes_percent_and_speed(app, hub, tiny):
 def test_a_config_that_is_not_gpt2_missing_tokenizer_files_and_a_too_big_model_say_why(app, repos):
     assert "model_type='llama' is not a model this engine runs" in load(app, repos("llama", config={"model_type": "llama"}))
     assert "vocab.json is missing" in load(app, repos("no-vocab", drop=("vocab.json",)))
-    huge = repos("huge", config={"n_embd": 1600, "n_layer": 48, "n_head": 25, "vocab_size": 50257, "n_positions": 1024})
+    # GPT-2 XL's shapes with one head: it cannot be split, and its 5.9 GB of block matrices do not
+    # fit one worker's 4 GiB (worker/memory.py)
+    huge = repos("huge", config={"n_embd": 1600, "n_layer": 48, "n_head": 1, "vocab_size": 50257, "n_positions": 1024})
     status = load(app, huge)
-    assert f"{huge} is too big for this device" in status and "6.2 GB" in status, status
+    assert f"{huge} is too big for this device: even split over 1 worker(s)" in status, status
     assert load(app, repos("fine")).startswith("Ready")
 
 
