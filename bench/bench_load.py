@@ -1,14 +1,19 @@
-"""Benchmark (not a test): the workers' peak heaps and the time to load GPT-2-small-shaped
-weights in the real page, from the network and then from the browser cache.
+"""Benchmark (not a test): the workers' peak memory and the time to load a GPT-2 in the real
+page, from the network and then from the browser cache, and its decode speed.
 
-    python bench/bench_load.py [--model bench/models/gpt2-random] [--workers 1]
+    python bench/bench_load.py [--model bench/models/gpt2-random] [--workers 1] [--weights float32]
+
+(for other sizes: tools/make_random_checkpoint.py bench/models/gpt2-large-random --n-layer 36
+--n-embd 1280 --n-head 20, then --model bench/models/gpt2-large-random).
 
 Serves the random 124M checkpoint (made by tools/make_random_checkpoint.py if missing) from a
 local Hub, opens the page in headless Chromium and loads it twice: once downloading (into
 IndexedDB), once in a new page of the same browser context, from the cache. The WebAssembly
-heap only grows, so its size after a load is the peak of that load (per worker: with --workers
-N the model is split, and each worker should hold about its slice). Prints the figures and
-writes bench/out/load-<workers>.json.
+memories (Pyodide's heap and the kernels', summed: worker.heap_bytes) only grow, so their size
+after a load is the peak of that load (per worker: with --workers N the model is split, and each
+worker should hold about its slice). After the load from the cache, 32 greedy tokens are timed
+(window.modelWorker, as bench_browser.py). Prints the figures and writes
+bench/out/load-<model>-<workers>-<weights>.json.
 """
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from bench_native import DEFAULT_MODEL, ensure_checkpoint  # noqa: E402
+from bench_browser import TIME_GENERATION  # noqa: E402
+from bench_native import DEFAULT_MODEL, cpu_model, ensure_checkpoint  # noqa: E402
 from tools.browser import launch  # noqa: E402
 from tools.hub_server import HubServer  # noqa: E402
 from tools.serve import AppServer  # noqa: E402
@@ -40,7 +46,14 @@ def float32_weights(folder: Path) -> int:
     return (folder / "model.safetensors").stat().st_size - 8 - int.from_bytes(data, "little")
 
 
-def load_once(context, app_url: str) -> dict:
+def decode_speed(page) -> float:
+    """Tokens/s of 32 greedy tokens after a short prompt, through the page's model."""
+    settings = json.dumps({"temperature": 0, "max_new_tokens": 33, "repetition_penalty": 1.0})
+    run = page.evaluate(TIME_GENERATION, ["The old lighthouse keeper", settings, 32])
+    return run["decode_tokens"] / run["decode_ms"] * 1e3
+
+
+def load_once(context, app_url: str, decode: bool) -> dict:
     """Open the page, load the model through the form, return heap before/after and the status."""
     page = context.new_page()
     page.goto(app_url)
@@ -55,19 +68,21 @@ def load_once(context, app_url: str) -> dict:
     wall = time.monotonic() - started
     status = page.text_content("#status")
     after = page.evaluate(heap)
+    speed = decode_speed(page) if decode and status.startswith("Ready") else None
     page.close()
     if not status.startswith("Ready"):
         raise SystemExit(status)
     reported = re.search(r"in ([\d.]+) s", status)
     return {"status": status, "heap_before_mb": max(before) / 1e6, "peak_heap_mb": max(after) / 1e6,
             "peak_heap_per_worker_mb": [h / 1e6 for h in after],
-            "seconds": float(reported.group(1)) if reported else wall, "wall_seconds": wall}
+            "seconds": float(reported.group(1)) if reported else wall, "wall_seconds": wall, "decode_tok_s": speed}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--weights", choices=["float32", "int8"], default="float32")
     args = parser.parse_args()
     ensure_checkpoint(args.model)
     weights_mb = float32_weights(args.model) / 1e6
@@ -76,20 +91,22 @@ def main() -> None:
         context = browser.new_context()
         context.add_init_script(f"document.addEventListener('DOMContentLoaded', () => "
                                 f"document.getElementById('model').value = {json.dumps(REPO)})")
-        page_url = f"{app.url}/?{urlencode({'endpoint': hub.url, 'workers': args.workers})}"
-        runs = {name: load_once(context, page_url) for name in ("network", "cache")}
+        page_url = f"{app.url}/?{urlencode({'endpoint': hub.url, 'workers': args.workers, 'weights': args.weights})}"
+        runs = {name: load_once(context, page_url, name == "cache") for name in ("network", "cache")}
         browser.close()
-    result = {"float32_weights_mb": weights_mb, "workers": args.workers, **runs,
+    result = {"cpu": cpu_model(), "model": args.model.name, "float32_weights_mb": weights_mb, "workers": args.workers,
+              "weights": args.weights, **runs,
               "peak_ratio": {k: r["peak_heap_mb"] / weights_mb for k, r in runs.items()}}
-    out = ROOT / "bench" / "out" / f"load-{args.workers}.json"
+    out = ROOT / "bench" / "out" / f"load-{args.model.name}-{args.workers}-{args.weights}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"float32 weights: {weights_mb:.1f} MB")
+    print(f"{args.model.name}, {args.weights} weights, {args.workers} worker(s); float32 weights: {weights_mb:.1f} MB;"
+          f" CPU: {cpu_model()}")
     for name, run in runs.items():
         per_worker = ", ".join(f"{h:.0f}" for h in run["peak_heap_per_worker_mb"])
         print(f"{name:8} peak heap {run['peak_heap_mb']:7.1f} MB ({run['peak_heap_mb'] / weights_mb:.2f}x the weights;"
               f" {run['heap_before_mb']:.1f} MB before loading; per worker: {per_worker} MB), load {run['seconds']:.1f} s"
-              f" -- {run['status']}")
+              + (f", decode {run['decode_tok_s']:.1f} tok/s" if run["decode_tok_s"] else "") + f" -- {run['status']}")
 
 
 if __name__ == "__main__":
