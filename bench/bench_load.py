@@ -8,7 +8,9 @@ page, from the network and then from the browser cache, and its decode speed.
 
 Serves the random 124M checkpoint (made by tools/make_random_checkpoint.py if missing) from a
 local Hub, opens the page in headless Chromium and loads it twice: once downloading (into
-IndexedDB), once in a new page of the same browser context, from the cache. The WebAssembly
+IndexedDB), once in a new page of the same browser context, from the cache. The context has a
+profile on disk, as a visitor's browser does (an off-the-record context's storage quota is too
+small for GPT-2 large). The WebAssembly
 memories (Pyodide's heap and the kernels', summed: worker.heap_bytes) only grow, so their size
 after a load is the peak of that load (per worker: with --workers N the model is split, and each
 worker should hold about its slice). After the load from the cache, 32 greedy tokens are timed
@@ -21,6 +23,7 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -32,7 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench_browser import TIME_GENERATION  # noqa: E402
 from bench_native import DEFAULT_MODEL, cpu_model, ensure_checkpoint  # noqa: E402
-from tools.browser import launch  # noqa: E402
+from tools.browser import launch_profile  # noqa: E402
 from tools.hub_server import HubServer  # noqa: E402
 from tools.serve import AppServer  # noqa: E402
 
@@ -87,13 +90,12 @@ def main() -> None:
     ensure_checkpoint(args.model)
     weights_mb = float32_weights(args.model) / 1e6
     with AppServer(ROOT) as app, HubServer({REPO: {"main": args.model}}) as hub, sync_playwright() as p:
-        browser = launch(p)
-        context = browser.new_context()
+        context = launch_profile(p, tempfile.mkdtemp(prefix="bench-load-"))
         context.add_init_script(f"document.addEventListener('DOMContentLoaded', () => "
                                 f"document.getElementById('model').value = {json.dumps(REPO)})")
         page_url = f"{app.url}/?{urlencode({'endpoint': hub.url, 'workers': args.workers, 'weights': args.weights})}"
         runs = {name: load_once(context, page_url, name == "cache") for name in ("network", "cache")}
-        browser.close()
+        context.close()
     result = {"cpu": cpu_model(), "model": args.model.name, "float32_weights_mb": weights_mb, "workers": args.workers,
               "weights": args.weights, **runs,
               "peak_ratio": {k: r["peak_heap_mb"] / weights_mb for k, r in runs.items()}}

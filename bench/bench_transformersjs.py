@@ -96,13 +96,12 @@ def matching_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def cpu_snapshot() -> tuple[float, float, float]:
-    """(wall s, whole machine's busy CPU s, this process tree's CPU s) from /proc: their differences
-    over a run tell how much CPU something else on the machine took meanwhile."""
+def cpu_snapshot() -> dict:
+    """The time, the whole machine's busy CPU seconds, and each process's CPU seconds and name
+    (/proc), with the pids of this benchmark's process tree (itself, Playwright's driver, Chromium)."""
     tick = os.sysconf("SC_CLK_TCK")
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    busy = (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait
-    parents, times = {}, {}
+    parents, procs = {}, {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -110,20 +109,29 @@ def cpu_snapshot() -> tuple[float, float, float]:
             except OSError:
                 continue
             rest = stat[stat.rindex(")") + 2:].split()
-            parents[int(entry.name)] = int(rest[1])
-            times[int(entry.name)] = (int(rest[11]) + int(rest[12])) / tick  # utime + stime
-    ours, todo = 0.0, [os.getpid()]
+            pid = int(entry.name)
+            parents[pid] = int(rest[1])
+            procs[pid] = ((int(rest[11]) + int(rest[12])) / tick, stat[stat.index("(") + 1:stat.rindex(")")])
+    ours, todo = set(), [os.getpid()]
     while todo:
         pid = todo.pop()
-        ours += times.get(pid, 0.0)
+        ours.add(pid)
         todo += [child for child, parent in parents.items() if parent == pid]
-    return time.monotonic(), busy, ours
+    return {"wall": time.monotonic(), "busy": (sum(fields) - fields[3] - fields[4]) / tick,  # not idle/iowait
+            "procs": procs, "ours": ours}
 
 
-def other_load(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
-    """Cores' worth of CPU that processes outside this benchmark used between two snapshots."""
-    wall = after[0] - before[0]
-    return max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / wall) if wall > 0 else 0.0
+def other_load(before: dict, after: dict) -> tuple[float, list[str]]:
+    """Cores' worth of CPU that processes outside this benchmark used between two snapshots (a
+    process of ours that ended in between is missed and counted as other), and the busiest of them."""
+    wall = after["wall"] - before["wall"]
+    if wall <= 0:
+        return 0.0, []
+    used = {pid: t - before["procs"].get(pid, (0.0, ""))[0] for pid, (t, _) in after["procs"].items()}
+    ours = sum(used[pid] for pid in after["ours"] if pid in used)
+    load = max(0.0, (after["busy"] - before["busy"] - ours) / wall)
+    top = sorted((pid for pid in used if pid not in after["ours"]), key=lambda pid: -used[pid])[:3]
+    return load, [f"{after['procs'][pid][1]} {used[pid] / wall:.2f}" for pid in top if used[pid] / wall >= 0.05]
 
 
 def run_config(browser, url: str, options: dict) -> dict:
@@ -141,7 +149,7 @@ def run_config(browser, url: str, options: dict) -> dict:
         page.wait_for_function("() => window.benchReady === true")
         before = cpu_snapshot()
         result = page.evaluate("options => window.benchTransformersJs(options)", options)
-        result["other_load_cores"] = other_load(before, cpu_snapshot())
+        result["other_load_cores"], result["other_busiest"] = other_load(before, cpu_snapshot())
     finally:
         context.close()
     if errors:
@@ -156,6 +164,7 @@ def summarize(dtype: str, threads: int, raw: dict, reference: list[int]) -> dict
     return {
         "dtype": dtype, "threads_asked": threads, "threads": raw["threads"], "isolated": raw["isolated"],
         "load_s": raw["load_ms"] / 1e3, "other_load_cores": raw["other_load_cores"],
+        "other_busiest": raw["other_busiest"],
         "prompt_tokens": runs[0]["prompt_tokens"],
         "prefill_ms": statistics.median(r["prefill_ms"] for r in runs),
         "decode_tok_s": statistics.median(r["decode_tok_s"] for r in runs),
@@ -231,7 +240,7 @@ def main() -> None:
                     log(f"  WARNING: asked for {threads} threads, ONNX Runtime reports {r['threads']}")
                 log(f"  load {r['load_s']:.1f} s, prefill {r['prefill_ms']:.0f} ms, decode {r['decode_tok_s']:.1f} tok/s, "
                     f"tokens = native: {r['tokens_same_as_native']}/{r['tokens_compared']}, "
-                    f"other load {r['other_load_cores']:.2f} cores "
+                    f"other load {r['other_load_cores']:.2f} cores {r['other_busiest']} "
                     f"({time.perf_counter() - start:.0f} s)")
                 results.append(r)
                 user_agent = raw["user_agent"]

@@ -13,3 +13,9 @@ REPLY_DONE = """() => { const r = [...document.querySelectorAll('#log article.as
 def launch(playwright):
     """The browser, through Playwright (never `playwright install`: Debian's build is used)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def launch_profile(playwright, folder):
+    """A browser context on a profile kept in `folder`, as a visitor's browser has one: its
+    storage quota is a share of the disk (a new_context() is off the record, its quota small)."""
+    return playwright.chromium.launch_persistent_context(folder, executable_path=CHROMIUM, args=CHROMIUM_ARGS)

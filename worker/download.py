@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,9 +140,12 @@ class PartialDownload(Job):
         self.received = self.stored = self.base = 0
         self.digests, self.hasher, self.resumed = [], self.remote.hasher(), False
 
-    def hold_whole(self) -> None:
-        """Keep the whole file in memory from now on (the cache failed while rolling): the bytes
-        in the buffer stay if no chunk was dropped yet, else the download starts over."""
+    def hold_whole(self, why: str) -> None:
+        """Keep the whole file in memory from now on (the cache failed while rolling: `why`): the
+        bytes in the buffer stay if no chunk was dropped yet, else the download starts over."""
+        if self.remote.size > sys.maxsize:
+            raise HubError(f"{self.key[3]}: {why}, and its {self.remote.size / 1e9:.1f} GB cannot be held in "
+                           "memory instead")
         self.rolling, whole = False, bytearray(self.remote.size)
         whole[:self.received - self.base] = self.buffer[:self.received - self.base]
         self.buffer = whole
@@ -257,7 +261,7 @@ async def store_chunks(partial: PartialDownload, cache: Cache, upto: int) -> Non
         partial.stored += 1
         partial.base = end if partial.rolling else 0
     if partial.rolling and not cache.usable:
-        partial.hold_whole()
+        partial.hold_whole(cache.off)
 
 
 async def finish_download(partial: PartialDownload, cache: Cache) -> bytearray | None:

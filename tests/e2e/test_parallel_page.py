@@ -148,9 +148,15 @@ def test_each_worker_holds_its_slice_of_the_model_not_the_whole(open_app, hub, t
     app.page.evaluate("window.modelWorker.boot()")
     base = app.page.evaluate(HEAPS)
     app.page.fill("#model", "test/medium")
+    app.page.evaluate("""() => { window.__statuses = [];
+        new MutationObserver(() => window.__statuses.push(document.getElementById('status').textContent))
+            .observe(document.getElementById('status'), {childList: true, subtree: true, characterData: true}); }""")
     assert "split over 2 workers" in app.load_outcome(app.page.get_by_role("button", name="Load model").click, 120)
     lead, other = [after - before for before, after in zip(base, app.page.evaluate(HEAPS))]
     assert lead < other + CHUNK_SIZE and lead < weights, (lead, other, weights)  # never the whole file
+    statuses = app.page.evaluate("window.__statuses")
+    downloaded = max(i for i, text in enumerate(statuses) if text.startswith("Downloading model.safetensors"))
+    assert any(text.startswith("Reading model.safetensors") for text in statuses[downloaded:])  # then its slice
     app.page.reload()  # new workers; the model comes from the cache
     app.page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Runtime ready')")
     app.page.fill("#model", "test/medium")
