@@ -54,14 +54,14 @@ async def weight_holder(kernels: str, weights: str) -> Holder | None:
     if kernels not in CHOICES or weights not in WEIGHTS:
         raise ValueError(f"kernels must be one of {', '.join(CHOICES)} and weights one of {', '.join(WEIGHTS)}, "
                          f"not {kernels!r} and {weights!r}")
-    if kernels == "numpy" or not wasm_kernels.simdSupported():
+    if not uses_kernels(kernels):
         return None
     return Holder(await wasm_kernels.create(), weights == "int8")
 
 
-def uses_kernels(request) -> bool:
-    """Whether a load request's weights will be held by the SIMD kernels (see weight_holder)."""
-    return request.kernels == "simd" and bool(wasm_kernels.simdSupported())
+def uses_kernels(kernels: str) -> bool:
+    """Whether weights asked to be held by `kernels` will be: "simd" where the browser has WASM SIMD."""
+    return kernels == "simd" and bool(wasm_kernels.simdSupported())
 
 
 def hold_params(params, architecture, hold: Holder | None):
@@ -71,14 +71,19 @@ def hold_params(params, architecture, hold: Holder | None):
     return architecture.map_matrices(params, hold, head=hold is not None and hold.int8)
 
 
+def held_weight(params) -> HeldWeight | None:
+    """One of the params' weights held by the kernels (they share one instance), or None."""
+    return next((a for a in params.arrays if isinstance(a, HeldWeight)), None)
+
+
 def kernels_of(params) -> tuple[str, str]:
     """What multiplies by the params' weights, and the weights' type: ("simd", "float32" or
     "int8"), or ("numpy", "float32")."""
-    held = next((a for a in params.arrays if isinstance(a, HeldWeight)), None)
+    held = held_weight(params)
     return ("simd", "int8" if held.int8 else "float32") if held else ("numpy", "float32")
 
 
 def kernels_bytes(params) -> int:
     """Bytes of the memory of the kernels that hold the params' weights (0 for NumPy's)."""
-    held = next((a for a in params.arrays if isinstance(a, HeldWeight)), None)
+    held = held_weight(params)
     return int(held.kernels.bytes) if held else 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import gc
 import time
-
-import js
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import js
 
 from engine import ARCHITECTURES, Model, Shard, architecture_of
 from model_loader.checkpoint import (TORCH_BIN, check_vocabulary, file_stream, read_checkpoint, read_tokenizer_files,
@@ -73,7 +73,7 @@ def check_fits(label: str, raw_config: bytes, request: LoadRequest, n_shards: in
     (worker/memory.py), or this device all of it."""
     config = parse_config(raw_config, ARCHITECTURES)
     architecture = architecture_of(config)
-    problem = refusal(label, architecture, config, n_shards, uses_kernels(request), request.weights == "int8",
+    problem = refusal(label, architecture, config, n_shards, uses_kernels(request.kernels), request.weights == "int8",
                       0 if streams else architecture.weight_bytes(config), device_memory(),
                       request.memory_limit or MEMORY_LIMIT)
     if problem:
@@ -97,7 +97,8 @@ async def fetch_files(source: Source, cache: Cache, progress: LoadProgress, labe
     Refused before the weights if they cannot fit (check_fits)."""
     release = await hold_download_lock(
         source, lambda: progress.push(Status(f"Waiting for another tab that is downloading {label}…")))
-    fits = (lambda raw: check_fits(label, raw, request, n_shards, streams and cache.usable or isinstance(source, LocalFiles)))
+    streamed = streams and (cache.usable or isinstance(source, LocalFiles))  # else read whole
+    fits = lambda raw: check_fits(label, raw, request, n_shards, streamed)  # noqa: E731
     try:
         return await fetch_checkpoint(source, cache, progress.update, fits, streams)
     finally:
@@ -131,10 +132,11 @@ async def load_checkpoint(request: LoadRequest, push: Push, shard: tuple[int, in
         return None, ErrorReply(str(e))
     finally:
         gc.collect()
+    kernels, weights = kernels_of(model.params)
     return model, LoadReply(
         **about, n_params=model.n_params, n_ctx=model.config.n_ctx, n_layer=model.config.n_layer,
         seconds=time.monotonic() - started, from_cache=not local and progress.downloaded == 0,
-        downloaded=progress.downloaded, not_cached=None if local else cache.off, **dict(zip(("kernels", "weights"), kernels_of(model.params))))
+        downloaded=progress.downloaded, not_cached=None if local else cache.off, kernels=kernels, weights=weights)
 
 
 async def read_model(source: Source, cache: Cache, progress: LoadProgress, label: str, request: LoadRequest,
