@@ -95,6 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         except EOFError:
             return 0
         turns.append(("user", line))
-        ids, stops = chat_prompt(turns, model.tokenizer, args.style)
+        ids, stops = chat_prompt(turns, model.tokenizer, args.style, session.cached)
         print("gpt2> ", end="")
-        turns.append(("assistant", stream(model.generate(ids, settings_from(args, stops), session), len(ids)).strip()))
+        turns.append(("assistant", stream(model.generate(ids, settings_from(args, stops), session), len(ids))))

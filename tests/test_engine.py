@@ -6,7 +6,7 @@ import pytest
 
 from support import MODEL_NAMES, fixture_model, reference
 from engine import Shard
-from engine.chat import chat_prompt
+from engine.chat import chat_prompt, encode_reusing
 from engine.generation import common_prefix, fit_context
 from engine.parallel import run_shards
 
@@ -81,7 +81,7 @@ def test_a_chat_kept_in_one_session_runs_only_each_turns_new_tokens_and_writes_w
     runs = counting_runs(session)
     settings = dict(temperature=0, repetition_penalty=1.0, max_new_tokens=5)
     for number, message in enumerate(["Hi", "How are you", "Tell me more", "Why", "Thanks"]):
-        ids, stops = chat_prompt([*turns, ("user", message)], model.tokenizer, "transcript")
+        ids, stops = chat_prompt([*turns, ("user", message)], model.tokenizer, "transcript", session.cached)
         before, runs[:] = list(session.cached), []
         warm = list(model.generate(ids, session=session, stop=stops, **settings))
         cold = list(model.generate(ids, stop=stops, **settings))
@@ -94,6 +94,44 @@ def test_a_chat_kept_in_one_session_runs_only_each_turns_new_tokens_and_writes_w
         turns += [("user", message), ("assistant", "".join(s.text for s in warm))]
         last_prompt = ids
     assert len(session.cached) > 40
+
+
+def test_a_chat_keeps_the_ids_the_model_gave_its_replies_so_the_next_turn_runs_only_its_own_text():
+    """Replies whose tokens are not the ones encoding their text would give (the model's own
+    spelling): each next turn keeps them and runs exactly the tokens of its new text."""
+    model = fixture_model("odd-heads")  # 128 positions: the five turns fit
+    tokenizer, session, turns = model.tokenizer, model.session(), []
+    runs = counting_runs(session)
+    replies = ["Hello", "Fine.", "A dark night", "Because é", "Welcome"]
+    for number, (message, reply) in enumerate(zip(["Hi", "How are you", "Tell me more", "Why", "Thanks"], replies)):
+        ids, _ = chat_prompt([*turns, ("user", message)], tokenizer, "transcript", session.cached)
+        canonical, _ = chat_prompt([*turns, ("user", message)], tokenizer, "transcript")
+        assert tokenizer.decode(ids) == tokenizer.decode(canonical)
+        new_text = f"{'' if number == 0 else chr(10)}User: {message}\nAssistant:"
+        assert ids[len(session.cached):] == tokenizer.encode(new_text) and ids[:len(session.cached)] == session.cached
+        spelled = [i for character in f" {reply}" for i in tokenizer.encode(character)]  # one token a character or less
+        assert spelled != tokenizer.encode(f" {reply}")
+        runs[:] = []
+        list(model.generate(ids + spelled, session=session, max_new_tokens=1))  # the reply, as if the model wrote it
+        assert runs == [len(tokenizer.encode(new_text)) + len(spelled)]
+        turns += [("user", message), ("assistant", f" {reply}")]  # the reply as the model wrote it
+    assert len(session.cached) < model.config.n_ctx  # no turn moved the window
+
+
+def test_encoding_reuses_cached_ids_only_while_they_spell_the_text_on_whole_characters():
+    tokenizer = fixture_model("tiny").tokenizer
+    split = tokenizer.encode("Hel") + tokenizer.encode("lo") + tokenizer.encode(" world")
+    assert encode_reusing(["Hello world"], tokenizer, split) == split
+    assert encode_reusing(["Hello there"], tokenizer, split) == split[:-1] + tokenizer.encode(" there")
+    assert encode_reusing(["Hello", tokenizer.eot_id, "again"], tokenizer, split) == (
+        tokenizer.encode("Hel") + tokenizer.encode("lo") + [tokenizer.eot_id] + tokenizer.encode("again"))
+    eot_first = [tokenizer.eot_id] + tokenizer.encode("a") + tokenizer.encode("b")
+    assert encode_reusing([tokenizer.eot_id, "ab"], tokenizer, eot_first) == eot_first
+    assert encode_reusing([tokenizer.eot_id, "ab"], tokenizer, eot_first[1:]) == [tokenizer.eot_id] + tokenizer.encode("ab")
+    byte_token = {tokenizer.token_bytes(i): i for i in range(tokenizer.eot_id)}
+    e_acute = [byte_token[b] for b in (b"\xc3", b"\xa9")]  # "é" a byte a token
+    assert encode_reusing(["é!"], tokenizer, e_acute) == e_acute + tokenizer.encode("!")
+    assert encode_reusing(["è"], tokenizer, e_acute) == tokenizer.encode("è")  # "è" starts with the same byte
 
 
 def test_a_session_cuts_back_to_where_an_edited_prompt_changes_and_regenerates_from_its_last_token():

@@ -224,12 +224,13 @@ def read(kind: type, text: str):
     return kind(**values)
 
 
-def read_start(request: str, tokenizer: TokenizerLike) -> tuple[list[int], GenerationSettings]:
-    """The prompt ids and settings of a start request. Bad settings raise ValueError."""
+def read_start(request: str, tokenizer: TokenizerLike, cached: list[int]) -> tuple[list[int], GenerationSettings]:
+    """The prompt ids and settings of a start request; a chat keeps the ids of the KV cache's
+    tokens (`cached`) where they spell its turns. Bad settings raise ValueError."""
     start = read(StartRequest, request)
     settings = GenerationSettings.from_dict(start.settings or {})
     if start.turns is not None:
-        ids, stops = chat_prompt([tuple(turn) for turn in start.turns], tokenizer, start.style)
+        ids, stops = chat_prompt([tuple(turn) for turn in start.turns], tokenizer, start.style, cached)
         return ids, replace(settings, stop=settings.stop + stops)
     return tokenizer.encode(start.prompt or ""), settings
 
@@ -239,7 +240,7 @@ def begin_reply(request: str, session: Session, tokenizer: TokenizerLike
     """A start request's generation loop, reusing what the session's caches hold, and the reply
     to send; (None, ErrorReply) for a bad request."""
     try:
-        ids, settings = read_start(request, tokenizer)
+        ids, settings = read_start(request, tokenizer, session.cached)
     except (TypeError, ValueError) as e:
         return None, ErrorReply(str(e))
     decoder = session.decoder(tokenizer, ids, settings)

@@ -23,10 +23,11 @@ def completion(prompt: str, **settings) -> str:
     return "".join(s.text for s in fixture_model("tiny").generate(prompt, **{**GREEDY, **settings}))
 
 
-def chat_reply(turns: list[tuple[str, str]], style: str) -> str:
+def chat_reply(turns: list[tuple[str, str]], style: str, session=None) -> str:
+    """The tiny model's greedy reply; with a session, reusing what it holds as the page's worker does."""
     model = fixture_model("tiny")
-    ids, stops = chat_prompt(turns, model.tokenizer, style)
-    return "".join(s.text for s in model.generate(ids, stop=stops, **GREEDY))
+    ids, stops = chat_prompt(turns, model.tokenizer, style, session.cached if session else ())
+    return "".join(s.text for s in model.generate(ids, session=session, stop=stops, **GREEDY))
 
 
 def messages(app) -> list[tuple[str, str]]:
@@ -104,12 +105,12 @@ def test_dialogpt_opens_in_chat_mode_with_eot_turns_and_gpt2_in_completion(open_
     app.wait_status("Ready")
     mode = app.page.get_by_label("Mode", exact=True)
     assert mode.input_value() == "chat"
-    turns = []
+    turns, session = [], fixture_model("tiny").session()  # a new page's worker: nothing cached yet
     for text in ("Hello there", "Tell me more"):
         turns.append(("user", text))
         app.send(text)
         turns.append(("assistant", app.wait_reply_done()))
-        assert turns[-1][1] == chat_reply(turns[:-1], "eot")
+        assert turns[-1][1] == chat_reply(turns[:-1], "eot", session)
     app.show_model_form()
     app.page.get_by_role("textbox", name="Model", exact=True).fill("test/tiny")
     app.page.get_by_role("button", name="Load model").click()

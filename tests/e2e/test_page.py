@@ -175,7 +175,7 @@ def test_chat_mode_keeps_the_conversation_and_runs_only_each_turns_new_tokens(ch
     try:
         for message in ("Hi", "Go on", "Why"):
             turns.append(("user", message))
-            ids, stops = chat_prompt(turns, model.tokenizer, "transcript")
+            ids, stops = chat_prompt(turns, model.tokenizer, "transcript", session.cached)  # as the worker's
             settings = GenerationSettings(stop=stops, temperature=0, max_new_tokens=8)
             expected = "".join(s.text for s in model.generate(ids, settings))
             kept.append(session.decoder(model.tokenizer, ids, settings).reused)
