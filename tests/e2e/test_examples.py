@@ -15,6 +15,27 @@ def greedy(prompt: str, **settings) -> list[str]:
     return [s.text for s in fixture_model("tiny").generate(prompt, temperature=0, max_new_tokens=40, **settings)]
 
 
+@pytest.fixture(scope="module")
+def js_page(browser, app_server, hub):
+    """examples/js/ once, its own reply done: the page the tests of browser-llm.js called
+    directly import it into (each of their models starts and ends its own workers)."""
+    from conftest import AppPage, app_url
+    context = browser.new_context()
+    app = AppPage(context.new_page(), app_url(app_server, "examples/js/", model="test/tiny", endpoint=hub.url,
+                                              max_new_tokens=3))
+    wait_done(app.page, "Done.")
+    yield app
+    context.close()
+
+
+@pytest.fixture
+def js_example(js_page):
+    """The shared examples/js/ page; each test must leave it without console errors or stray requests."""
+    js_page.errors.clear()
+    yield js_page
+    assert js_page.errors == [] and js_page.foreign_requests() == []
+
+
 def wait_done(page, status: str, timeout: float = 90) -> str:
     page.wait_for_function(f"() => document.getElementById('status').textContent === {status!r}",
                            timeout=timeout * 1000)
@@ -46,9 +67,8 @@ def test_example_stop_ends_the_stream_within_a_token(open_path, hub, path):
     assert stopped in ("".join(pieces[:first + 1]), "".join(pieces[:first + 2]))
 
 
-def test_browser_llm_js_loads_by_folder_url_and_by_files_and_samples_like_cpython(open_path, hub):
-    app = open_path("examples/js/", model="test/tiny", endpoint=hub.url, max_new_tokens=3)
-    wait_done(app.page, "Done.")
+def test_browser_llm_js_loads_by_folder_url_and_by_files_and_samples_like_cpython(js_example, hub):
+    app = js_example
     settings = dict(temperature=0.9, top_k=50, top_p=0.9, repetition_penalty=1.2, seed=11, max_new_tokens=30)
     result = app.page.evaluate("""async ({folder, texts}) => {
         const { loadModel } = await import("/browser-llm.js");
@@ -90,9 +110,8 @@ def test_browser_llm_js_loads_by_folder_url_and_by_files_and_samples_like_cpytho
     assert result["repo"] == "local files"
 
 
-def test_browser_llm_js_aborts_and_rejects_what_it_cannot_load(open_path, hub):
-    app = open_path("examples/js/", model="test/tiny", endpoint=hub.url, max_new_tokens=3)
-    wait_done(app.page, "Done.")
+def test_browser_llm_js_aborts_and_rejects_what_it_cannot_load(js_example, hub):
+    app = js_example
     result = app.page.evaluate("""async ({endpoint}) => {
         const { loadModel } = await import("/browser-llm.js");
         const model = await loadModel("test/tiny", { endpoint });
@@ -133,9 +152,8 @@ def test_browser_llm_js_aborts_and_rejects_what_it_cannot_load(open_path, hub):
     assert sum(r.bytes_sent for r in hub.requests if r.repo == "test/odd-heads" and r.file == "model.safetensors") < size
 
 
-def test_browser_llm_js_splits_over_the_workers_asked_for_with_the_same_tokens(open_path, hub):
-    app = open_path("examples/js/", model="test/tiny", endpoint=hub.url, max_new_tokens=3)
-    wait_done(app.page, "Done.")
+def test_browser_llm_js_splits_over_the_workers_asked_for_with_the_same_tokens(js_example, hub):
+    app = js_example
     result = app.page.evaluate("""async ({endpoint}) => {
         const { loadModel } = await import("/browser-llm.js");
         const runs = [];

@@ -24,8 +24,9 @@ def wait_done(page, timeout: float = 120) -> str:
     return page.text_content("#output")
 
 
-@pytest.mark.parametrize("name,workers", [("tiny", 2), ("odd-heads", 2), ("odd-heads", 3)])
-def test_sharded_page_writes_the_single_worker_greedy_reply(open_plain, hub, name, workers):
+def sharded_example(open_plain, hub, name: str, workers: int):
+    """examples/parallel/ on `workers` workers without isolation (the shards exchange through the
+    page), checked to write the single-worker greedy reply, as shards in CPython do."""
     model = fixture_model(name)
     settings = GenerationSettings(temperature=0, max_new_tokens=30)
     single = list(model.generate(PROMPT, settings))
@@ -37,12 +38,18 @@ def test_sharded_page_writes_the_single_worker_greedy_reply(open_plain, hub, nam
     assert wait_done(app.page) == "".join(s.text for s in single)
     info = app.page.evaluate("window.parallelModel.info")
     assert info["workers"] == workers and len(info["shard_bytes"]) == workers and info["shared"] is False
+    return app
+
+
+def test_sharded_page_writes_the_single_worker_greedy_reply(open_plain, hub):
+    """(Three shards: the chat page's worker-count test; through SharedArrayBuffers:
+    test_cross_origin_isolated_…)"""
+    sharded_example(open_plain, hub, "tiny", 2)
 
 
 def test_sharded_steps_equal_cpython_token_by_token(open_plain, hub):
-    app = open_plain("examples/parallel/", model="test/odd-heads", endpoint=hub.url, prompt="Hi", workers=2,
-                    max_new_tokens=2)
-    wait_done(app.page)
+    """odd-heads' 3 heads split 2 + 1: greedy, then sampled with a seed, step by step."""
+    app = sharded_example(open_plain, hub, "odd-heads", 2)
     settings = dict(temperature=0.9, top_k=50, top_p=0.9, repetition_penalty=1.2, seed=11, max_new_tokens=60)
     steps = app.page.evaluate("""async settings => {
         const m = window.parallelModel, out = [];
@@ -87,49 +94,37 @@ def test_chat_page_uses_a_worker_per_core_by_default(chat):
     assert chat.page.input_value("#workers") == str(min(cores, 8))
 
 
-@pytest.mark.parametrize("workers,service_worker", [(1, False), (2, False), (2, True)])
-def test_chat_page_replies_the_same_on_one_or_two_workers(open_plain, open_path, hub, workers, service_worker):
-    """Without isolation (no COOP/COEP, no service worker) the workers exchange through the
-    page; with the app's service worker the page on a plain static host is cross-origin
-    isolated from the second visit on (sw.js) and they share memory. One worker, two, either
-    way: the same reply."""
-    opener = open_path if service_worker else open_plain
-    app = opener("", model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=30, workers=workers)
-    if service_worker:  # the first visit installs it; from the second on the page is isolated
-        app.wait_status("Ready")
-        app.page.reload()
-    status = app.wait_status("Ready")
-    assert ("split over 2 workers" in status) == (workers == 2)
+def test_chat_page_replies_the_same_on_two_workers_through_the_service_workers_isolation(open_path, hub):
+    """With the app's service worker a page on a plain static host is cross-origin isolated from
+    the second visit on (sw.js): the workers share memory, and the reply is one worker's."""
+    app = open_path("", model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=30, workers=2)
+    app.wait_status("Ready")  # the first visit installs the service worker
+    app.page.reload()
+    assert "split over 2 workers" in app.wait_status("Ready")
     assert chat_reply(app, PROMPT) == greedy_text("odd-heads", PROMPT, 30)
-    info = app.page.evaluate("[crossOriginIsolated, window.modelWorker.info]")
-    assert info[0] == service_worker and info[1]["workers"] == workers
-    assert info[1]["shared"] == (service_worker and workers == 2)
-    assert "in each of 2 workers" in app.page.text_content("#stats") if workers == 2 else "each" not in \
-        app.page.text_content("#stats")
+    assert app.page.evaluate("[crossOriginIsolated, window.modelWorker.info.shared]") == [True, True]
 
 
 def test_chat_page_worker_count_can_be_changed_before_a_load(open_plain, hub):
-    """The Workers field applies to the next load (odd-heads has 3 heads: up to 3 shards)."""
-    app = open_plain("", model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=20, workers=1)
-    app.wait_status("Ready")
+    """Without isolation (no COOP/COEP, no service worker) the workers exchange through the page.
+    The Workers field applies to the next load (odd-heads has 3 heads: up to 3 shards); on 1, 2
+    or 3 workers, the same replies as the CPython engine."""
+    app = open_plain("", model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=20, workers=2)
+    assert "split over 2 workers" in app.wait_status("Ready")
+    assert chat_reply(app, PROMPT) == greedy_text("odd-heads", PROMPT, 20)
+    assert app.page.evaluate("[crossOriginIsolated, window.modelWorker.info.shared]") == [False, False]
+    assert "in each of 2 workers" in app.page.text_content("#stats")
     load = app.page.get_by_role("button", name="Load model")
     app.show_model_form(advanced=True)
     app.page.fill("#workers", "3")
     assert "split over 3 workers" in app.load_outcome(load.click)
-    assert chat_reply(app, PROMPT) == greedy_text("odd-heads", PROMPT, 20)
+    assert chat_reply(app, "Hello") == greedy_text("odd-heads", "Hello", 20)
     app.show_model_form()
     app.page.fill("#workers", "1")
     assert "split" not in app.load_outcome(load.click)
     assert app.page.evaluate("window.modelWorker.workers.length") == 1  # the others ended
-    assert chat_reply(app, "Hello") == greedy_text("odd-heads", "Hello", 20)
-
-
-def test_isolated_chat_page_shares_memory_between_workers(open_isolated, hub):
-    """With COOP/COEP the chat page's shards all-reduce through SharedArrayBuffers: same reply."""
-    app = open_isolated("", model="test/odd-heads", endpoint=hub.url, temperature=0, max_new_tokens=30, workers=2)
-    app.wait_status("Ready")
-    assert app.page.evaluate("[crossOriginIsolated, window.modelWorker.info.shared]") == [True, True]
-    assert chat_reply(app, PROMPT) == greedy_text("odd-heads", PROMPT, 30)
+    assert chat_reply(app, PROMPT) == greedy_text("odd-heads", PROMPT, 20)
+    assert "each" not in app.page.text_content("#stats")
 
 
 HEAPS = "Promise.all(window.modelWorker.workers.map(w => w.sync.heap_bytes()))"

@@ -30,11 +30,17 @@ NEEDED = {"config.json", "vocab.json", "merges.txt", WEIGHTS}
 
 @pytest.fixture(scope="module", params=["direct", "real"])
 def hub(request, tmp_path_factory):
-    """This module's own hub, in each mode in turn (its tests run once per mode)."""
+    """This module's own hub, in each mode in turn (its tests run once per mode, but those marked
+    REAL_HUB_ONLY)."""
     repos = {f"test/{name}": {"main": MODELS / name} for name in MODEL_NAMES}
     repos["test/gpt2-layout"] = {"main": gpt2_layout_repo(tmp_path_factory.mktemp("gpt2-layout"))}
     with HubServer(repos, real=request.param == "real", page_size=3) as server:
         yield server
+
+
+# What happens once the bytes are in the browser (the cache, storage, local files, memory) is the
+# same whichever way the hub served them: those tests run against the real Hub's layout only.
+REAL_HUB_ONLY = pytest.mark.parametrize("hub", ["real"], indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +231,7 @@ def test_slow_download_reports_bytes_percent_and_speed(app, hub, tiny):
     assert any(WEIGHTS + ":" in f and "%" in f for f in app.page.evaluate("window.__files"))
 
 
+@REAL_HUB_ONLY
 def test_a_config_that_is_not_gpt2_missing_tokenizer_files_and_a_too_big_model_say_why(app, repos):
     assert "model_type='llama' is not a model this engine runs" in load(app, repos("llama", config={"model_type": "llama"}))
     assert "vocab.json is missing" in load(app, repos("no-vocab", drop=("vocab.json",)))
@@ -236,6 +243,7 @@ def test_a_config_that_is_not_gpt2_missing_tokenizer_files_and_a_too_big_model_s
     assert load(app, repos("fine")).startswith("Ready")
 
 
+@REAL_HUB_ONLY
 def test_second_visit_loads_from_the_cache_without_weight_requests(browser, app_server, hub, tiny):
     context = browser.new_context()
     try:
@@ -257,6 +265,7 @@ def test_second_visit_loads_from_the_cache_without_weight_requests(browser, app_
         context.close()
 
 
+@REAL_HUB_ONLY
 def test_cache_manager_lists_deletes_and_clears(app, hub, tiny, repos):
     other = repos("kept")
     for repo in (tiny, other):
@@ -276,6 +285,7 @@ def test_cache_manager_lists_deletes_and_clears(app, hub, tiny, repos):
     assert json.loads(app.worker("cache_models"))["models"] == []
 
 
+@REAL_HUB_ONLY
 def test_local_files_load_without_any_request(app, hub):
     hub.clear_requests()
     app.load_outcome(lambda: app.page.set_input_files("#local-files", [TINY / n for n in
@@ -286,6 +296,7 @@ def test_local_files_load_without_any_request(app, hub):
     assert app.wait_reply_done()
 
 
+@REAL_HUB_ONLY
 def test_dropped_files_load_and_missing_ones_are_named(app):
     drop = """async names => {
         const transfer = new DataTransfer();
@@ -299,6 +310,7 @@ def test_dropped_files_load_and_missing_ones_are_named(app):
     assert status.startswith("Ready: local files")
 
 
+@REAL_HUB_ONLY
 def test_ten_loads_do_not_grow_the_worker(app, tiny):
     assert load(app, tiny).startswith("Ready")
     heap = app.worker("heap_bytes")
@@ -319,6 +331,7 @@ def fresh_app(browser, app_server, hub, quota: int | None = None) -> AppPage:
     return app
 
 
+@REAL_HUB_ONLY
 def test_quota_exceeded_runs_from_memory_and_keeps_nothing(browser, app_server, hub, tiny):
     app = fresh_app(browser, app_server, hub, quota=100_000)
     try:
@@ -332,6 +345,7 @@ def test_quota_exceeded_runs_from_memory_and_keeps_nothing(browser, app_server, 
         app.page.context.close()
 
 
+@REAL_HUB_ONLY
 def test_indexeddb_unavailable_runs_from_memory(browser, app_server, hub, tiny):
     app = fresh_app(browser, app_server, hub)
     try:  # a newer version of the database makes opening ours fail, as a broken IndexedDB would
@@ -417,6 +431,7 @@ def test_clear_all_during_a_download_stops_it_and_leaves_nothing(app, hub, tiny)
     app.page.evaluate("() => { document.getElementById('cache-manager').open = false; }")
 
 
+@REAL_HUB_ONLY
 def test_two_tabs_loading_the_same_model_download_it_once(app, hub, tiny):
     other = AppPage(app.page.context.new_page(), app.page.url)  # the same browser profile: one cache
     try:
