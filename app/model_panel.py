@@ -9,7 +9,7 @@ from pyscript import window
 
 LOCAL_FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt")
 SIZE_DELAY = 0.7  # seconds of no typing before the hub is asked for a model's size
-state = {"worker": None, "hooks": None, "cached": [], "size_request": 0, "cancelled": False}
+state = {"worker": None, "hooks": None, "cached": [], "size_request": 0, "cancelled": False, "workers_chosen": False}
 
 
 def percent(received, total):
@@ -76,6 +76,9 @@ async def run_load(label, request):
     if "error" in result and state["cancelled"]:
         set_status("Cancelled loading " + label + ". What was downloaded is kept: Load model goes on from there.")
         return
+    if raise_workers(result):
+        await run_load(label, request)
+        return
     if "error" in result:
         set_status("Could not load " + label + ": " + result["error"])
         return
@@ -122,6 +125,20 @@ def workers_wanted():
         return min(max(int(field.value), 1), int(field.max))
     except ValueError:
         return state["worker"].n
+
+
+def raise_workers(result):
+    """Whether a load refused for want of workers should run again over as many as it needs:
+    when the visitor did not choose the count (?workers= or the Workers field) and the field allows it."""
+    needed = result.get("workers_needed")
+    if not needed or state["workers_chosen"] or not workers_wanted() < needed <= int(element("workers").max):
+        return False
+    element("workers").value = str(needed)
+    return True
+
+
+def choose_workers(event):
+    state["workers_chosen"] = True
 
 
 def workers_summary(result):
@@ -304,6 +321,8 @@ def setup(worker, hooks):
     hooks: {"unloaded": called when a load begins, "loaded": awaited with the load's result}."""
     state["worker"], state["hooks"] = worker, hooks
     element("workers").value = str(worker.n)
+    state["workers_chosen"] = window.URLSearchParams.new(window.location.search).has("workers")
+    on("workers", "input", choose_workers)
     sync_choice()
     on("model-form", "submit", in_background(load_model))
     on("cancel-load", "click", in_background(cancel_load))

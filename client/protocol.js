@@ -29,8 +29,9 @@
  */
 
 /**
- * @typedef {object} ErrorReply  Any request that failed, and why (the app stays usable).
+ * @typedef {object} ErrorReply  Any request that failed, and why (the app stays usable). workers_needed: a load refused because each worker could not hold its part, which a split over that many workers would fit.
  * @property {string} error
+ * @property {(number|null)} workers_needed
  */
 
 /**

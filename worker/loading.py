@@ -22,7 +22,7 @@ from worker.cache import Cache
 from worker.checkpoint_files import LocalFiles, Source, fetch_checkpoint, hold_download_lock, hub_files
 from worker.download import begin_load, keep_partials_of
 from worker.kernels import hold_params, kernels_of, uses_kernels, weight_holder
-from worker.memory import MEMORY_LIMIT, refusal
+from worker.memory import MEMORY_LIMIT, refusal, workers_needed
 from worker.protocol import ErrorReply, LoadReply, LoadRequest, Progress, Shards, Status
 from worker.weight_stream import WeightStream
 
@@ -30,7 +30,11 @@ Push = Callable[[Progress | Status | Shards], None]  # sends an event to the pag
 
 
 class ModelTooBig(MemoryError):
-    """The model cannot fit in the workers' memory."""
+    """The model cannot fit in the workers' memory; `workers`: a split over that many would."""
+
+    def __init__(self, reason: str, workers: int | None = None):
+        super().__init__(reason)
+        self.workers = workers
 
 
 def device_memory() -> float | None:
@@ -73,11 +77,13 @@ def check_fits(label: str, raw_config: bytes, request: LoadRequest, n_shards: in
     (worker/memory.py), or this device all of it."""
     config = parse_config(raw_config, ARCHITECTURES)
     architecture = architecture_of(config)
-    problem = refusal(label, architecture, config, n_shards, uses_kernels(request.kernels), request.weights == "int8",
-                      0 if streams else architecture.weight_bytes(config), device_memory(),
-                      request.memory_limit or MEMORY_LIMIT)
+    kernels, int8 = uses_kernels(request.kernels), request.weights == "int8"
+    whole = 0 if streams else architecture.weight_bytes(config)
+    limit = request.memory_limit or MEMORY_LIMIT
+    problem = refusal(label, architecture, config, n_shards, kernels, int8, whole, device_memory(), limit)
     if problem:
-        raise ModelTooBig(problem)
+        enough = workers_needed(architecture, config, kernels, int8, whole, limit)
+        raise ModelTooBig(problem, enough.n_shards if enough and enough.n_shards > n_shards else None)
 
 
 async def model_source(request: LoadRequest, cache: Cache) -> tuple[Source, dict]:
@@ -126,8 +132,9 @@ async def load_checkpoint(request: LoadRequest, push: Push, shard: tuple[int, in
         else:
             model = await read_model(source, cache, progress, label, request)
     except MemoryError as e:
-        return None, ErrorReply(str(e) if isinstance(e, ModelTooBig) else
-                                f"{label} is too big for this device: the model worker ran out of memory")
+        if isinstance(e, ModelTooBig):
+            return None, ErrorReply(str(e), workers_needed=e.workers)
+        return None, ErrorReply(f"{label} is too big for this device: the model worker ran out of memory")
     except (OSError, ValueError) as e:
         return None, ErrorReply(str(e))
     finally:

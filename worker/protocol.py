@@ -65,9 +65,11 @@ class ModelRequest:
 
 @dataclass(frozen=True)
 class ErrorReply:
-    """Any request that failed, and why (the app stays usable)."""
+    """Any request that failed, and why (the app stays usable). workers_needed: a load refused
+    because each worker could not hold its part, which a split over that many workers would fit."""
 
     error: str
+    workers_needed: int | None = None
 
 
 @dataclass(frozen=True)

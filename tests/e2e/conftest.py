@@ -123,11 +123,12 @@ def page_opener(browser, server, service_workers: str = "allow"):
 
     def open_page(path: str, setup=None, allowed_hosts=("127.0.0.1",), **params) -> AppPage:
         """setup(context) runs before the page opens (e.g. to add routes). The chat page starts
-        one model worker unless `workers` is given: on 2 cores, booting a second Pyodide doubles
+        one model worker unless `workers` is given (None: as many as the page chooses): on 2 cores, booting a second Pyodide doubles
         a boot's cost, and the tests of the split (test_parallel_page.py, the shared chat page)
         ask for their workers."""
         if path == "":
             params.setdefault("workers", 1)
+        params = {name: value for name, value in params.items() if value is not None}  # workers=None: the page's own count
         context = browser.new_context(service_workers=service_workers)
         if setup:
             setup(context)

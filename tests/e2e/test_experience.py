@@ -49,12 +49,26 @@ def regenerated(app, press) -> str:
     return app.page.evaluate(f"() => {new}.querySelector('.text').textContent")
 
 
-@pytest.fixture
-def tiny_app(open_app, hub):
-    """A fresh page (its own storage) with the tiny model loaded, greedy, 20 tokens."""
-    app = open_app(model="test/tiny", endpoint=hub.url, **GREEDY)
+@pytest.fixture(scope="module")
+def shared_tiny(browser, app_server, hub):
+    """One page of this module's own with the tiny model loaded, greedy, 20 tokens."""
+    from conftest import AppPage, app_url
+    context = browser.new_context()
+    app = AppPage(context.new_page(), app_url(app_server, model="test/tiny", endpoint=hub.url, workers=1, **GREEDY))
     app.wait_status("Ready")
-    return app
+    yield app
+    context.close()
+
+
+@pytest.fixture
+def tiny_app(shared_tiny):
+    """The shared page on a new chat in completion mode; each test must leave it without console
+    errors or stray requests."""
+    shared_tiny.errors.clear()
+    shared_tiny.page.get_by_role("button", name="New chat").click()
+    shared_tiny.page.get_by_label("Mode", exact=True).select_option("completion")
+    yield shared_tiny
+    assert shared_tiny.errors == [] and shared_tiny.foreign_requests() == []
 
 
 # -- models
@@ -202,7 +216,9 @@ def test_settings_from_the_panel_shape_the_reply(chat):
 
 # -- stats
 
-def test_stats_show_speed_context_and_memory(tiny_app):
+def test_stats_show_speed_context_and_memory(open_app, hub):
+    tiny_app = open_app(model="test/tiny", endpoint=hub.url, **GREEDY)  # a page of its own: its first stats
+    tiny_app.wait_status("Ready")
     page = tiny_app.page
     heap = tiny_app.worker("heap_bytes")
     workers = page.evaluate("window.modelWorker.info.workers")

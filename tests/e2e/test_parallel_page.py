@@ -160,10 +160,12 @@ def test_each_worker_holds_its_slice_of_the_model_not_the_whole(open_app, hub, t
     assert len(growth) == 2 and all(weights * 0.4 < g < weights * 0.8 for g in growth), (growth, weights)
 
 
-def test_a_lowered_worker_memory_forces_a_split_and_the_refusal_comes_before_any_weight_request(
+def test_a_lowered_worker_memory_raises_the_worker_count_or_refuses_before_any_weight_request(
         open_app, hub, tmp_path_factory):
     """With ?worker_memory= between what one worker and what each of two need for the 77 MB model,
-    one worker is refused before any weight is requested, saying how many it takes; two load it."""
+    on a one-core device: the page, whose worker count the visitor did not choose, loads it over 2
+    workers; once the visitor sets Workers to 1 it is refused before any weight is requested,
+    saying how many it takes."""
     from engine import gpt2
     from engine.gpt2 import read_config
     from worker.memory import HEADROOM, worker_need
@@ -172,12 +174,17 @@ def test_a_lowered_worker_memory_forces_a_split_and_the_refusal_comes_before_any
     one, two = (worker_need(gpt2, config, n, kernels=True, int8=False) for n in (1, 2))
     limit = int((max(one.heap, one.kernels) + max(two.heap, two.kernels)) / 2 / HEADROOM)
     hub.add_repo("test/needs-two", folder)
-    app = open_app(endpoint=hub.url, workers=1, worker_memory=limit)
+    hub.add_repo("test/needs-two-again", folder)
+    one_core = "Object.defineProperty(Navigator.prototype, 'hardwareConcurrency', { get: () => 1 })"
+    app = open_app(setup=lambda context: context.add_init_script(one_core), endpoint=hub.url, workers=None,
+                   worker_memory=limit)
     app.wait_status("Runtime ready")
-    hub.clear_requests()
-    status = load_model(app, "test/needs-two")
-    assert status.startswith("Could not load test/needs-two: test/needs-two needs 2 workers here"), status
-    assert [r for r in hub.requests if r.file.endswith(".safetensors")] == []
-    app.show_model_form(advanced=True)
-    app.page.fill("#workers", "2")
+    assert app.page.input_value("#workers") == "1"
     assert "split over 2 workers" in load_model(app, "test/needs-two")
+    assert app.page.input_value("#workers") == "2"
+    app.show_model_form(advanced=True)
+    app.page.fill("#workers", "1")
+    hub.clear_requests()
+    status = load_model(app, "test/needs-two-again")
+    assert status.startswith("Could not load test/needs-two-again: test/needs-two-again needs 2 workers here"), status
+    assert [r for r in hub.requests if r.file.endswith(".safetensors")] == []
