@@ -4,6 +4,7 @@ any other host, and every test fails on a console error or a request to another 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from urllib.parse import urlencode, urlsplit
 
 import pytest
@@ -174,44 +175,47 @@ def open_app(open_path):
     return lambda setup=None, allowed_hosts=("127.0.0.1",), **params: open_path("", setup, allowed_hosts, **params)
 
 
-@pytest.fixture(scope="session")
-def shared_chat(browser, app_server, hub):
-    """One booted page with the tiny model, greedy, shared by the tests that do not disturb it."""
+def shared_page(browser, url: str, ready: str) -> Iterator[AppPage]:
+    """A page in a browser context of its own for a fixture shared by several tests: yielded once
+    its status starts with `ready`, closed after them."""
     context = browser.new_context()
-    app = AppPage(context.new_page(), app_url(app_server, model="test/tiny", endpoint=hub.url, temperature=0,
-                                              max_new_tokens=40))
-    app.wait_status("Ready")
+    app = AppPage(context.new_page(), url)
+    app.wait_status(ready)
     yield app
     context.close()
 
 
+def checked(app: AppPage) -> Iterator[AppPage]:
+    """A shared page lent to one test, which must leave it without console errors or stray requests."""
+    app.errors.clear()
+    yield app
+    assert app.errors == [] and app.foreign_requests() == []
+
+
+@pytest.fixture(scope="session")
+def shared_chat(browser, app_server, hub):
+    """One booted page with the tiny model, greedy, shared by the tests that do not disturb it."""
+    yield from shared_page(browser, app_url(app_server, model="test/tiny", endpoint=hub.url, temperature=0,
+                                            max_new_tokens=40), "Ready")
+
+
 @pytest.fixture
 def chat(shared_chat):
-    """The shared page; each test must leave it without console errors or stray requests."""
-    shared_chat.errors.clear()
-    yield shared_chat
-    assert shared_chat.errors == [] and shared_chat.foreign_requests() == []
+    yield from checked(shared_chat)
 
 
 @pytest.fixture(scope="session")
 def shared_runtime_page(browser, app_server, hub):
     """One booted page with no model (``Runtime ready``), shared by tests that only load models of
     their own into it through the model form."""
-    context = browser.new_context()
-    app = AppPage(context.new_page(), app_url(app_server, endpoint=hub.url))
-    app.wait_status("Runtime ready")
-    yield app
-    context.close()
+    yield from shared_page(browser, app_url(app_server, endpoint=hub.url), "Runtime ready")
 
 
 @pytest.fixture
 def runtime_page(shared_runtime_page):
-    """The shared page with no model at first, its model form shown; each test must leave it
-    without console errors or stray requests."""
-    shared_runtime_page.errors.clear()
+    """The shared page with no model at first, its model form shown."""
     shared_runtime_page.show_model_form()
-    yield shared_runtime_page
-    assert shared_runtime_page.errors == [] and shared_runtime_page.foreign_requests() == []
+    yield from checked(shared_runtime_page)
 
 
 def load_model(app: AppPage, repo: str, timeout: float = 60) -> str:

@@ -19,21 +19,15 @@ def greedy(prompt: str, **settings) -> list[str]:
 def js_page(browser, app_server, hub):
     """examples/js/ once, its own reply done: the page the tests of browser-llm.js called
     directly import it into (each of their models starts and ends its own workers)."""
-    from conftest import AppPage, app_url
-    context = browser.new_context()
-    app = AppPage(context.new_page(), app_url(app_server, "examples/js/", model="test/tiny", endpoint=hub.url,
-                                              max_new_tokens=3))
-    wait_done(app.page, "Done.")
-    yield app
-    context.close()
+    from conftest import app_url, shared_page
+    yield from shared_page(browser, app_url(app_server, "examples/js/", model="test/tiny", endpoint=hub.url,
+                                            max_new_tokens=3), "Done.")
 
 
 @pytest.fixture
 def js_example(js_page):
-    """The shared examples/js/ page; each test must leave it without console errors or stray requests."""
-    js_page.errors.clear()
-    yield js_page
-    assert js_page.errors == [] and js_page.foreign_requests() == []
+    from conftest import checked
+    yield from checked(js_page)
 
 
 def wait_done(page, status: str, timeout: float = 90) -> str:

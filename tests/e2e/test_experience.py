@@ -52,23 +52,18 @@ def regenerated(app, press) -> str:
 @pytest.fixture(scope="module")
 def shared_tiny(browser, app_server, hub):
     """One page of this module's own with the tiny model loaded, greedy, 20 tokens."""
-    from conftest import AppPage, app_url
-    context = browser.new_context()
-    app = AppPage(context.new_page(), app_url(app_server, model="test/tiny", endpoint=hub.url, workers=1, **GREEDY))
-    app.wait_status("Ready")
-    yield app
-    context.close()
+    from conftest import app_url, shared_page
+    yield from shared_page(browser, app_url(app_server, model="test/tiny", endpoint=hub.url, workers=1, **GREEDY),
+                           "Ready")
 
 
 @pytest.fixture
 def tiny_app(shared_tiny):
-    """The shared page on a new chat in completion mode; each test must leave it without console
-    errors or stray requests."""
-    shared_tiny.errors.clear()
+    """The shared page on a new chat in completion mode."""
+    from conftest import checked
     shared_tiny.page.get_by_role("button", name="New chat").click()
     shared_tiny.page.get_by_label("Mode", exact=True).select_option("completion")
-    yield shared_tiny
-    assert shared_tiny.errors == [] and shared_tiny.foreign_requests() == []
+    yield from checked(shared_tiny)
 
 
 # -- models

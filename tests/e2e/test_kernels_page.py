@@ -27,13 +27,10 @@ def one_worker(browser, app_server, hub):
     """A page of its own with one model worker, driven through window.modelWorker (the same
     functions the chat panel calls), opened with ?kernels=numpy: loads that do not name their
     kernels take the page's choice."""
-    from conftest import AppPage, app_url
-    context = browser.new_context()
-    app = AppPage(context.new_page(), app_url(app_server, endpoint=hub.url, workers=1, kernels="numpy"))
-    app.wait_status("Runtime ready")
-    yield app
-    assert app.errors == [] and app.foreign_requests() == []
-    context.close()
+    from conftest import app_url, checked, shared_page
+    url = app_url(app_server, endpoint=hub.url, workers=1, kernels="numpy")
+    for app in shared_page(browser, url, "Runtime ready"):  # one page, closed after the module's tests
+        yield from checked(app)  # which leave no console errors or stray requests
 
 
 def load(app, hub, name: str, **request) -> dict:

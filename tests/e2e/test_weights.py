@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from support import MODEL_NAMES, MODELS, fixture_model, gpt2_layout_repo
-from tests.e2e.conftest import FINAL_STATUS as FINAL_STATUS_JS, AppPage, app_url, load_model as load
+from tests.e2e.conftest import (FINAL_STATUS as FINAL_STATUS_JS, AppPage, app_url, checked, load_model as load,
+                                 shared_page)
 from tools.hub_server import CHUNK_SIZE, HubServer, fake_commit
 
 TINY = MODELS / "tiny"
@@ -73,20 +74,15 @@ def tiny(hub, request):
 @pytest.fixture(scope="module")
 def panel(browser, app_server, hub):
     """One booted page, shared by the tests that only load models into it."""
-    context = browser.new_context()
-    app = AppPage(context.new_page(), app_url(app_server, endpoint=hub.url, temperature=0, max_new_tokens=20))
-    app.wait_status("Runtime ready")
-    yield app
-    context.close()
+    yield from shared_page(browser, app_url(app_server, endpoint=hub.url, temperature=0, max_new_tokens=20),
+                           "Runtime ready")
 
 
 @pytest.fixture
 def app(panel, hub):
-    panel.errors.clear()
     hub.clear_requests()
     panel.show_model_form()
-    yield panel
-    assert panel.errors == [] and panel.foreign_requests() == []
+    yield from checked(panel)
 
 
 def weight_gets(hub, repo: str, name: str = WEIGHTS) -> list:
