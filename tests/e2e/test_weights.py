@@ -153,6 +153,30 @@ def test_a_failed_download_resumes_when_loaded_again(app, hub, tiny):
     assert 100_000 < received <= 4 * 100_000 and resumed.bytes_sent == TINY_SIZE - received
 
 
+@REAL_HUB_ONLY
+def test_a_reload_mid_download_resumes_from_the_first_missing_chunk(app, hub, tmp_path_factory):
+    """The lead writes each 32 MiB chunk to IndexedDB as it arrives: a page reloaded in the middle
+    of a 2-chunk download asks, on the next load, only for the bytes after the first chunk."""
+    from tools.make_random_checkpoint import make_checkpoint
+    from worker.chunk_store import CHUNK_SIZE as CACHE_CHUNK
+    folder = make_checkpoint(tmp_path_factory.mktemp("two-chunks"), n_layer=2, n_embd=256, n_head=4, n_ctx=256)
+    size = (folder / WEIGHTS).stat().st_size
+    assert CACHE_CHUNK < 0.6 * size < size < 2 * CACHE_CHUNK
+    hub.add_repo("test/two-chunks", folder)
+    hub.set_fault("test/two-chunks", WEIGHTS, delay=0.004)  # ~4 s for the whole file
+    app.page.fill("#model", "test/two-chunks")
+    app.page.click("#load")
+    app.page.wait_for_function(f"""() => {{ const m = /^Downloading {WEIGHTS}.*?\\((\\d+) %\\)/.exec(
+        document.getElementById('status').textContent); return m && Number(m[1]) >= 60; }}""", timeout=60_000)
+    app.page.reload()
+    app.wait_status("Runtime ready")
+    hub.clear_faults()
+    hub.clear_requests()
+    assert load(app, "test/two-chunks").startswith("Ready")
+    (resumed,) = weight_gets(hub, "test/two-chunks")
+    assert resumed.status == 206 and resumed.range == f"bytes={CACHE_CHUNK}-" and resumed.bytes_sent == size - CACHE_CHUNK
+
+
 def test_a_short_body_is_completed_with_a_range_request(app, hub, tiny):
     hub.set_fault(tiny, WEIGHTS, short=300_000, delay=0.02, times=1)
     assert load(app, tiny).startswith("Ready")
