@@ -2,7 +2,7 @@
 build (worker/tokenizer.js) doing the BPE."""
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 
 from model_loader.tokenizer import GPT2_PATTERN, Tokenizer, Vocabulary
@@ -11,7 +11,8 @@ from pyscript.js_modules import tokenizer as tiktoken_wasm
 
 def ranks_text(vocabulary: Vocabulary) -> str:
     """tiktoken's text format for ranks: one "<base64 bytes> <rank>" line per token."""
-    return "\n".join(f"{base64.b64encode(token).decode()} {rank}" for token, rank in vocabulary.ranks.items())
+    return "\n".join(f"{binascii.b2a_base64(token, newline=False).decode()} {rank}"
+                     for token, rank in vocabulary.ranks.items())
 
 
 async def wasm_tokenizer(vocabulary: Vocabulary, tiktoken_base: str) -> Tokenizer:
