@@ -134,6 +134,27 @@ def test_encoding_reuses_cached_ids_only_while_they_spell_the_text_on_whole_char
     assert encode_reusing(["è"], tokenizer, e_acute) == tokenizer.encode("è")  # "è" starts with the same byte
 
 
+def test_encoding_that_reuses_the_cache_always_spells_the_text(gpt2_tokenizer):
+    """Seeded random texts against random caches (an earlier text a byte a token, cut anywhere,
+    even inside a character, then other tokens): the ids spell the text, byte for byte, and begin
+    with the cache's own ids for as long as those spell it."""
+    import random
+    tokenizer, rng = gpt2_tokenizer, random.Random(7)
+    byte_token = {tokenizer.token_bytes(i): i for i in range(tokenizer.eot_id)}
+    words = ["Hello", " world", "é", "日本", "🙂", "\n", " ", "ab", "<|endoftext|>"]
+    for _ in range(300):
+        old = "".join(rng.choices(words, k=rng.randint(0, 8))).encode()
+        cached = [byte_token[bytes([b])] for b in old[:rng.randint(0, len(old))]]
+        cached += tokenizer.encode(rng.choice(words)) if rng.random() < 0.5 else []
+        text = old.decode()[:rng.randint(0, len(old.decode()))] + "".join(rng.choices(words, k=rng.randint(0, 3)))
+        ids = encode_reusing([text], tokenizer, cached)
+        assert tokenizer.decode_bytes(ids) == text.encode()
+        kept = common_prefix(ids, cached)
+        spelled = tokenizer.decode_bytes(cached[:kept + 1])
+        assert kept == len(cached) or not text.encode().startswith(spelled) or \
+            len(spelled) < len(text.encode()) and text.encode()[len(spelled)] & 0xC0 == 0x80  # mid-character
+
+
 def test_a_session_cuts_back_to_where_an_edited_prompt_changes_and_regenerates_from_its_last_token():
     model = fixture_model("odd-heads")
     session = model.session()
