@@ -143,12 +143,15 @@ def add_token(reply, token):
     reply.append(span)
 
 
-def show_stats(info, count, started):
-    seconds = (js.performance.now() - started) / 1000
+def show_stats(info, count, started, first):
+    """The reply's numbers: tokens/s of the tokens after the first (what the prompt's pass does
+    not slow), and the wait for the first token."""
+    seconds = (js.performance.now() - first) / 1000
     used = info["prompt_tokens"] + count
     element("stats").textContent = (
         str(info["prompt_tokens"]) + " prompt tokens · " + str(count) + " new · "
-        + fixed(count / max(seconds, 1e-3)) + " tokens/s · context " + str(min(used, info["n_ctx"]))
+        + fixed((count - 1) / max(seconds, 1e-3)) + " tokens/s · first token in "
+        + str(round(first - started)) + " ms · context " + str(min(used, info["n_ctx"]))
         + " of " + str(info["n_ctx"]) + " (" + str(info["reused"]) + " kept from the last reply)"
         + " · memory in use " + state["memory"])
 
@@ -185,21 +188,24 @@ async def write_reply(body, request):
         set_status("Could not write a reply: " + info["error"] + " (see Generation settings)")
         return False
     started, count = js.performance.now(), 0
+    first = started
     pending = worker.step()
     try:
         while pending is not None:
             token = json.loads(await pending)
             count += 1
+            if count == 1:
+                first = js.performance.now()
             # the worker computes the next token while this one is shown
             pending = None if token["finish"] or state["stop"] else worker.step()
             if token["text"]:
                 add_token(body, token)
                 follow(element("log"))
-            show_stats(info, count, started)
+            show_stats(info, count, started, first)
     finally:
         await worker.stop()
     await measure_memory()
-    show_stats(info, count, started)
+    show_stats(info, count, started, first)
     return True
 
 

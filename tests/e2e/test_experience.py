@@ -4,6 +4,7 @@ export, kept across reloads, deleted)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, fields
 from urllib.parse import urlsplit
 
@@ -226,6 +227,8 @@ def test_stats_show_speed_context_and_memory(open_app, hub):
     n_ctx = fixture_model("tiny").config.n_ctx
     assert stats.startswith(f"{prompt_tokens} prompt tokens · 20 new · ")
     assert "tokens/s" in stats and f"context {prompt_tokens + 20} of {n_ctx}" in stats
+    rate, wait = re.search(r"· ([\d.]+) tokens/s · first token in (\d+) ms ·", stats).groups()
+    assert float(rate) > 0 and int(wait) > 0
     assert stats.endswith(f"memory in use {round(tiny_app.worker('heap_bytes') / 1e6, 1)} MB{each}")
 
 
