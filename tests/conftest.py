@@ -11,7 +11,7 @@ from support import FIXTURES, GPT2_JSON, fixture_model
 # The browser tests in two groups of about equal time, each run in order by one pytest-xdist
 # worker with its own browser and shared pages; the CPython tests fill in beside them.
 SECOND_BROWSER = {"test_experience.py", "test_examples.py", "test_offline.py", "test_accessibility.py",
-                  "test_page.py", "test_kernels_page.py"}
+                  "test_page.py", "test_kernels_page.py", "test_privacy.py"}
 
 
 def pytest_xdist_make_scheduler(config, log):

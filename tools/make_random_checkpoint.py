@@ -52,9 +52,10 @@ def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], seed: int)
 
 
 def make_checkpoint(out: Path, n_layer: int = 12, n_embd: int = 768, n_head: int = 12, n_ctx: int = 1024,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, shards: int = 1) -> Path:
     """A random GPT-2 (GPT-2's tokenizer and vocabulary) in `out`: config.json, vocab.json,
-    merges.txt, model.safetensors."""
+    merges.txt, model.safetensors (or, with shards > 1, model-0000i-of-0000n.safetensors files of
+    about equal size and model.safetensors.index.json)."""
     out.mkdir(parents=True, exist_ok=True)
     n_vocab = 50257
     config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "activation_function": "gelu_new",
@@ -63,8 +64,32 @@ def make_checkpoint(out: Path, n_layer: int = 12, n_embd: int = 768, n_head: int
     (out / "config.json").write_text(json.dumps(config, indent=2))
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(TOKENIZER / name, out / name)
-    write_safetensors(out / "model.safetensors", gpt2_shapes(n_layer, n_embd, n_ctx, n_vocab), seed)
+    shapes = gpt2_shapes(n_layer, n_embd, n_ctx, n_vocab)
+    if shards == 1:
+        write_safetensors(out / "model.safetensors", shapes, seed)
+        return out
+    weight_map = {}
+    for i, part in enumerate(split_shapes(shapes, shards), 1):
+        name = f"model-{i:05d}-of-{shards:05d}.safetensors"
+        write_safetensors(out / name, part, seed + i)
+        weight_map |= dict.fromkeys(part, name)
+    total = 4 * sum(int(np.prod(shape)) for shape in shapes.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     return out
+
+
+def split_shapes(shapes: dict[str, tuple[int, ...]], n: int) -> list[dict[str, tuple[int, ...]]]:
+    """The tensors in order, cut into n runs of about equal bytes (none empty)."""
+    sizes = [int(np.prod(shape)) for shape in shapes.values()]
+    total, parts, done = sum(sizes), [{} for _ in range(n)], 0
+    for (name, shape), size in zip(shapes.items(), sizes):
+        part = min(done * n // total, n - 1, len([p for p in parts if p]))  # never skip a part
+        parts[part][name] = shape
+        done += size
+    if not all(parts):
+        raise ValueError(f"{len(shapes)} tensors cannot make {n} shards")
+    return parts
 
 
 def main() -> None:
@@ -75,8 +100,9 @@ def main() -> None:
     parser.add_argument("--n-head", type=int, default=12)
     parser.add_argument("--n-ctx", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shards", type=int, default=1, help="weight files (model.safetensors.index.json)")
     args = parser.parse_args()
-    print(make_checkpoint(args.out, args.n_layer, args.n_embd, args.n_head, args.n_ctx, args.seed))
+    print(make_checkpoint(args.out, args.n_layer, args.n_embd, args.n_head, args.n_ctx, args.seed, args.shards))
 
 
 if __name__ == "__main__":

@@ -130,19 +130,24 @@ def test_chat_page_worker_count_can_be_changed_before_a_load(open_plain, hub):
 HEAPS = "Promise.all(window.modelWorker.workers.map(w => w.sync.heap_bytes()))"
 
 
-def test_each_worker_holds_its_slice_of_the_model_not_the_whole(open_app, hub, tmp_path_factory):
-    """A 77 MB model split over 2 workers. On a first visit the lead downloads it rolling (only the
-    chunk in progress in memory), so its memory (the WebAssembly memories only grow: their size is
-    their peak) stays within one cache chunk of the other worker's. Loaded from the browser cache,
-    each worker's memory grows by about half the weights (read tensor by tensor), not by all of them."""
-    folder = make_checkpoint(tmp_path_factory.mktemp("medium"), n_layer=8, n_embd=256, n_head=4, n_ctx=256)
-    weights = (folder / "model.safetensors").stat().st_size
-    hub.add_repo("test/medium", folder)
+@pytest.mark.parametrize("files", [1, 2])
+def test_each_worker_holds_its_slice_of_the_model_not_the_whole(open_app, hub, tmp_path_factory, files):
+    """A 77 MB model split over 2 workers, in one weight file or two (model.safetensors.index.json).
+    On a first visit the lead downloads each file rolling (only the chunk in progress in memory), so
+    its memory (the WebAssembly memories only grow: their size is their peak) stays within one
+    cache chunk of the other worker's. Loaded from the browser cache, each worker's memory grows by
+    about half the weights (read tensor by tensor), not by all of them."""
+    folder = make_checkpoint(tmp_path_factory.mktemp("medium"), n_layer=8, n_embd=256, n_head=4, n_ctx=256,
+                             shards=files)
+    weights = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+    assert len(list(folder.glob("*.safetensors"))) == files
+    repo = f"test/medium-{files}"
+    hub.add_repo(repo, folder)
     app = open_app(endpoint=hub.url, workers=2)
     app.wait_status("Runtime ready")
     app.page.evaluate("window.modelWorker.boot()")
     base = app.page.evaluate(HEAPS)
-    app.page.fill("#model", "test/medium")
+    app.page.fill("#model", repo)
     app.page.evaluate("""() => { window.__statuses = [];
         new MutationObserver(() => window.__statuses.push(document.getElementById('status').textContent))
             .observe(document.getElementById('status'), {childList: true, subtree: true, characterData: true}); }""")
@@ -150,11 +155,11 @@ def test_each_worker_holds_its_slice_of_the_model_not_the_whole(open_app, hub, t
     lead, other = [after - before for before, after in zip(base, app.page.evaluate(HEAPS))]
     assert lead < other + CHUNK_SIZE and lead < weights, (lead, other, weights)  # never the whole file
     statuses = app.page.evaluate("window.__statuses")
-    downloaded = max(i for i, text in enumerate(statuses) if text.startswith("Downloading model.safetensors"))
-    assert any(text.startswith("Reading model.safetensors") for text in statuses[downloaded:])  # then its slice
+    downloaded = max(i for i, text in enumerate(statuses) if text.startswith("Downloading model"))
+    assert any(text.startswith("Reading model") for text in statuses[downloaded:])  # then its slice
     app.page.reload()  # new workers; the model comes from the cache
     app.page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Runtime ready')")
-    app.page.fill("#model", "test/medium")
+    app.page.fill("#model", repo)
     assert "loaded from cache" in app.load_outcome(app.page.get_by_role("button", name="Load model").click, 120)
     growth = [after - before for before, after in zip(base, app.page.evaluate(HEAPS))]
     assert len(growth) == 2 and all(weights * 0.4 < g < weights * 0.8 for g in growth), (growth, weights)
