@@ -52,8 +52,8 @@ async def load_model():
     await run_load(request["repo"], request)
 
 
-async def run_load(label, request):
-    """Ask the worker to load a model and say how it went in the status line."""
+async def run_load(label, request, note=""):
+    """Ask the worker to load a model and say how it went in the status line (`note` after Ready)."""
     state["hooks"]["unloaded"]()
     state["size_request"] += 1  # a size asked for meanwhile is stale
     element("model-size").textContent = ""
@@ -77,13 +77,13 @@ async def run_load(label, request):
         set_status("Cancelled loading " + label + ". What was downloaded is kept: Load model goes on from there.")
         return
     if raise_workers(result):
-        await run_load(label, request)
+        await run_load(label, request, " (it needs " + str(result["workers_needed"]) + " workers here)")
         return
     if "error" in result:
         set_status("Could not load " + label + ": " + result["error"])
         return
     set_status("Ready: " + label + " (" + fixed(result["n_params"] / 1e6) + "M parameters) " + load_summary(result)
-               + workers_summary(result) + weights_summary(request["weights"], result))
+               + workers_summary(result) + note + weights_summary(request["weights"], result))
     fold(label + " · " + fixed(result["n_params"] / 1e6) + "M parameters"
          + (" · " + str(result["workers"]) + " workers" if result["workers"] > 1 else "")
          + (" · int8" if result["weights"] == "int8" else ""))

@@ -185,7 +185,7 @@ def test_a_lowered_worker_memory_raises_the_worker_count_or_refuses_before_any_w
                    worker_memory=limit)
     app.wait_status("Runtime ready")
     assert app.page.input_value("#workers") == "1"
-    assert "split over 2 workers" in load_model(app, "test/needs-two")
+    assert "split over 2 workers (it needs 2 workers here)" in load_model(app, "test/needs-two")
     assert app.page.input_value("#workers") == "2"
     app.show_model_form(advanced=True)
     app.page.fill("#workers", "1")
