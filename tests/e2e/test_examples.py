@@ -62,12 +62,13 @@ def test_example_stop_ends_the_stream_within_a_token(open_path, hub, path):
 
 
 def test_browser_llm_js_loads_by_folder_url_and_by_files_and_samples_like_cpython(js_example, hub):
+    """(On one worker each: the split is test_browser_llm_js_splits_over_the_workers_asked_for_….)"""
     app = js_example
     settings = dict(temperature=0.9, top_k=50, top_p=0.9, repetition_penalty=1.2, seed=11, max_new_tokens=30)
     result = app.page.evaluate("""async ({folder, texts}) => {
         const { loadModel } = await import("/browser-llm.js");
         const events = [];
-        const byUrl = await loadModel(folder, { onProgress: e => events.push(e.kind) });
+        const byUrl = await loadModel(folder, { workers: 1, onProgress: e => events.push(e.kind) });
         const tokens = [];
         for await (const token of byUrl.generate("Once upon a time", { temperature: 0.9, topK: 50, topP: 0.9,
             repetitionPenalty: 1.2, seed: 11, maxNewTokens: 30 })) tokens.push(token);
@@ -76,7 +77,7 @@ def test_browser_llm_js_loads_by_folder_url_and_by_files_and_samples_like_cpytho
         const names = ["config.json", "model.safetensors", "vocab.json", "merges.txt"];
         const files = await Promise.all(names.map(async name =>
             new File([await (await fetch(folder + name)).blob()], name)));
-        const byFiles = await loadModel(files);
+        const byFiles = await loadModel(files, { workers: 1 });
         const ids = [];
         for (const text of texts) ids.push(await byFiles.tokenize(text));
         const first = [];
@@ -108,7 +109,7 @@ def test_browser_llm_js_aborts_and_rejects_what_it_cannot_load(js_example, hub):
     app = js_example
     result = app.page.evaluate("""async ({endpoint}) => {
         const { loadModel } = await import("/browser-llm.js");
-        const model = await loadModel("test/tiny", { endpoint });
+        const model = await loadModel("test/tiny", { endpoint, workers: 1 });
         const controller = new AbortController();
         let count = 0, error = null;
         try {
@@ -120,7 +121,7 @@ def test_browser_llm_js_aborts_and_rejects_what_it_cannot_load(js_example, hub):
         for await (const token of model.generate("Hello", { temperature: 0, maxNewTokens: 5 })) after.push(token.text);
         await model.dispose();
         let refused = null;
-        try { await loadModel("test/no-such-model", { endpoint }); } catch (e) { refused = e.message; }
+        try { await loadModel("test/no-such-model", { endpoint, workers: 1 }); } catch (e) { refused = e.message; }
         return { count, error, after, refused };
     }""", {"endpoint": hub.url})
     assert result["count"] == 3 and result["error"] == "AbortError"
