@@ -58,12 +58,15 @@ def test_how_many_workers_each_size_takes():
 
 def test_refusals_say_how_many_workers_or_that_the_device_is_too_small():
     xl = config("gpt2-xl")
-    assert "needs 2 workers here" in refusal("gpt2-xl", gpt2, xl, 1, kernels=True, int8=False)
-    assert "or choose int8 weights" in refusal("gpt2-xl", gpt2, xl, 1, kernels=True, int8=False)
+    one_worker = refusal("gpt2-xl", gpt2, xl, 1, kernels=True, int8=False)
+    assert "needs 2 workers here" in one_worker.reason and one_worker.workers == 2
+    assert "or choose int8 weights" in one_worker.reason
     assert refusal("gpt2-xl", gpt2, xl, 2, kernels=True, int8=False) is None
     assert refusal("gpt2-xl", gpt2, xl, 1, kernels=True, int8=True) is None
     small_device = refusal("gpt2-xl", gpt2, xl, 2, kernels=True, int8=False, device_memory=4 * 2**30)
-    assert small_device.startswith("gpt2-xl is too big for this device") and "reports 4.3 GB" in small_device
+    assert small_device.reason.startswith("gpt2-xl is too big for this device")
+    assert "reports 4.3 GB" in small_device.reason and small_device.workers is None
     one_head = gpt2.read_config({"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024,
                                  **SIZES["gpt2-xl"], "n_head": 1})
-    assert "even split over 1 worker(s)" in refusal("one-head", gpt2, one_head, 4, kernels=True, int8=False)
+    too_big = refusal("one-head", gpt2, one_head, 4, kernels=True, int8=False)
+    assert "even split over 1 worker(s)" in too_big.reason and too_big.workers is None

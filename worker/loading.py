@@ -22,7 +22,7 @@ from worker.cache import Cache
 from worker.checkpoint_files import LocalFiles, Source, fetch_checkpoint, hold_download_lock, hub_files
 from worker.download import begin_load, keep_partials_of
 from worker.kernels import hold_params, kernels_of, uses_kernels, weight_holder
-from worker.memory import MEMORY_LIMIT, refusal, workers_needed
+from worker.memory import MEMORY_LIMIT, refusal
 from worker.protocol import ErrorReply, LoadReply, LoadRequest, Progress, Shards, Status
 from worker.weight_stream import WeightStream
 
@@ -79,11 +79,10 @@ def check_fits(label: str, raw_config: bytes, request: LoadRequest, n_shards: in
     architecture = architecture_of(config)
     kernels, int8 = uses_kernels(request.kernels), request.weights == "int8"
     whole = 0 if streams else architecture.weight_bytes(config)
-    limit = request.memory_limit or MEMORY_LIMIT
-    problem = refusal(label, architecture, config, n_shards, kernels, int8, whole, device_memory(), limit)
+    problem = refusal(label, architecture, config, n_shards, kernels, int8, whole, device_memory(),
+                      request.memory_limit or MEMORY_LIMIT)
     if problem:
-        enough = workers_needed(architecture, config, kernels, int8, whole, limit)
-        raise ModelTooBig(problem, enough.n_shards if enough and enough.n_shards > n_shards else None)
+        raise ModelTooBig(problem.reason, problem.workers)
 
 
 async def model_source(request: LoadRequest, cache: Cache) -> tuple[Source, dict]:

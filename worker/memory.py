@@ -60,12 +60,20 @@ def workers_needed(architecture: ModuleType, config, kernels: bool, int8: bool, 
     return None
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a model cannot be loaded here, and over how many workers it could be (None: none)."""
+
+    reason: str
+    workers: int | None = None
+
+
 def gigabytes(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
 def refusal(label: str, architecture: ModuleType, config, n_shards: int, kernels: bool, int8: bool,
-            whole_file: int = 0, device_memory: float | None = None, limit: int = MEMORY_LIMIT) -> str | None:
+            whole_file: int = 0, device_memory: float | None = None, limit: int = MEMORY_LIMIT) -> Refusal | None:
     """Why `label` cannot be loaded over n_shards workers on this device, or None if it can.
     device_memory: what the browser reports (navigator.deviceMemory, in bytes; None if it does not)."""
     n_shards = min(n_shards, architecture.max_shards(config))
@@ -74,12 +82,13 @@ def refusal(label: str, architecture: ModuleType, config, n_shards: int, kernels
         enough = workers_needed(architecture, config, kernels, int8, whole_file, limit)
         if enough is None:
             most = worker_need(architecture, config, architecture.max_shards(config), kernels, int8, whole_file)
-            return (f"{label} is too big for this device: even split over {most.n_shards} worker(s), each would "
-                    f"need {gigabytes(max(most.heap, most.kernels))} of a memory that stops at {gigabytes(limit)}")
-        return (f"{label} needs {enough.n_shards} workers here, each holding about {gigabytes(enough.total)} (a "
-                f"worker's memory stops at {gigabytes(limit)}): set Workers to {enough.n_shards} under Advanced"
-                + ("" if int8 or not kernels else ", or choose int8 weights"))
+            return Refusal(f"{label} is too big for this device: even split over {most.n_shards} worker(s), each "
+                           f"would need {gigabytes(max(most.heap, most.kernels))} of a memory that stops at "
+                           f"{gigabytes(limit)}")
+        return Refusal(f"{label} needs {enough.n_shards} workers here, each holding about {gigabytes(enough.total)} "
+                       f"(a worker's memory stops at {gigabytes(limit)}): set Workers to {enough.n_shards} under "
+                       "Advanced" + ("" if int8 or not kernels else ", or choose int8 weights"), enough.n_shards)
     if device_memory and need.total * n_shards > device_memory:
-        return (f"{label} is too big for this device: it needs about {gigabytes(need.total * n_shards)} in all "
-                f"and the browser reports {gigabytes(device_memory)} of memory")
+        return Refusal(f"{label} is too big for this device: it needs about {gigabytes(need.total * n_shards)} in "
+                       f"all and the browser reports {gigabytes(device_memory)} of memory")
     return None
