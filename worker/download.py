@@ -146,12 +146,12 @@ class PartialDownload(Job):
         if self.remote.size > sys.maxsize:
             raise HubError(f"{self.key[3]}: {why}, and its {self.remote.size / 1e9:.1f} GB cannot be held in "
                            "memory instead")
-        self.rolling, whole = False, bytearray(self.remote.size)
-        whole[:self.received - self.base] = self.buffer[:self.received - self.base]
-        self.buffer = whole
-        if self.base:
+        chunk, n = self.buffer, self.received - self.base
+        self.rolling, self.buffer = False, bytearray(self.remote.size)
+        if self.base:  # a chunk was dropped already
             self.restart()
             raise TransientError(f"{self.key[3]}: the browser cache failed; downloading it again into memory")
+        self.buffer[:n] = memoryview(chunk)[:n]
 
 
 PARTIALS: dict[FileKey, PartialDownload] = {}
