@@ -60,24 +60,16 @@ def check_ids(vocab: dict[str, object]) -> None:
         owners[rank] = token
 
 
-def byte_level_table() -> dict[int, int]:
-    """str.translate's table from GPT-2's byte-level characters to the characters 0-255 of their
-    bytes (so that encoding to latin-1 gives the bytes); any other character below 256 goes to
-    one that latin-1 cannot encode, as do those above 255 that are not byte-level."""
-    table = {ord(c): b for b, c in bytes_to_unicode().items()}
-    return {**{x: 0xFFFF for x in range(256) if x not in table}, **table}
-
-
 def byte_level_ranks(vocab: dict[str, int]) -> dict[bytes, int]:
     """The mergeable tokens as bytes, with their ids."""
-    table = byte_level_table()
+    decoder = {c: b for b, c in bytes_to_unicode().items()}
     ranks = {}
     for token, rank in vocab.items():
         if token == END_OF_TEXT:
             continue
         try:
-            ranks[token.translate(table).encode("latin-1")] = rank
-        except UnicodeEncodeError:
+            ranks[bytes(decoder[c] for c in token)] = rank
+        except KeyError:
             raise TokenizerError(f"vocab.json token {shown(token)} is not byte-level BPE") from None
     return ranks
 
