@@ -27,7 +27,7 @@ async def boot():
     lead.onmessage = model_panel.show_progress
     settings_panel.setup(await model.defaults(), query)
     chat_panel.setup(model)
-    model_panel.setup(model, {"unloaded": chat_panel.model_unloaded, "loaded": chat_panel.model_loaded})
+    model_panel.setup(model, {"unloaded": chat_panel.model_unloaded, "loaded": chat_panel.model_loaded}, query)
     set_status("Runtime ready. Choose a model and press Load model.")
     if query.get("model") is not None:
         await model_panel.load_model()

@@ -316,12 +316,13 @@ async def persist_storage():
     await refresh_cache()
 
 
-def setup(worker, hooks):
+def setup(worker, hooks, query):
     """Wire the model form, the picker, local files, drag and drop and the cache manager.
-    hooks: {"unloaded": called when a load begins, "loaded": awaited with the load's result}."""
+    hooks: {"unloaded": called when a load begins, "loaded": awaited with the load's result};
+    query: the page's URL parameters (?workers= chooses the worker count)."""
     state["worker"], state["hooks"] = worker, hooks
     element("workers").value = str(worker.n)
-    state["workers_chosen"] = window.URLSearchParams.new(window.location.search).has("workers")
+    state["workers_chosen"] = query.has("workers")
     on("workers", "input", choose_workers)
     sync_choice()
     on("model-form", "submit", in_background(load_model))
