@@ -13,6 +13,9 @@ from pyscript import document, window
 
 STORAGE_KEY = "browser-llm:conversation"
 SET_ASIDE_KEY = STORAGE_KEY + ":set-aside"
+# A reply's new tokens go into the page at most this often: every update of the page takes CPU
+# time from the model's workers, which on a small machine use every core.
+SHOW_EVERY_MS = 100
 PLACEHOLDERS = {
     "completion": "Write the start of a text; GPT-2 continues it. Enter sends, Shift+Enter adds a line.",
     "chat": "Write a message; the model answers it. Enter sends, Shift+Enter adds a line.",
@@ -189,19 +192,23 @@ async def write_reply(body, request):
         return False
     started, count = js.performance.now(), 0
     first = started
-    pending = worker.step()
     try:
-        while pending is not None:
-            token = json.loads(await pending)
-            count += 1
-            if count == 1:
-                first = js.performance.now()
-            # the worker computes the next token while this one is shown
-            pending = None if token["finish"] or state["stop"] else worker.step()
-            if token["text"]:
-                add_token(body, token)
-                follow(element("log"))
+        while True:  # the model runs the reply ahead; each pass shows what it has written since
+            tokens = json.loads(await worker.steps())
+            shown = js.performance.now()
+            if not count:
+                first = shown
+            count += len(tokens)
+            for token in tokens:
+                if token["text"]:
+                    add_token(body, token)
+            follow(element("log"))
             show_stats(info, count, started, first)
+            if tokens[-1]["finish"]:
+                break
+            await asyncio.sleep(max(SHOW_EVERY_MS - (js.performance.now() - shown), 0) / 1000)
+            if state["stop"]:
+                break
     finally:
         await worker.stop()
     await measure_memory()

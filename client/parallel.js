@@ -5,10 +5,13 @@
 //   const model = await loadParallel({ repo, revision, endpoint }, { workers: 2 });
 //   await model.start(JSON.stringify({ prompt, settings }));   // as the model worker's start()
 //   const step = JSON.parse(await model.step());                 // as its step()
+//   const ready = JSON.parse(await model.steps());               // or every token ready: [step, ...]
 //
 // `model` offers the model worker's exported functions (load, start, step, stop, tokenize,
 // logits, defaults, heap_bytes, cache_models, cache_delete, model_size, cancel; JSON strings in and out), so a
-// page uses it in place of the worker; the chat page does (app/main.py). The worker count
+// page uses it in place of the worker; the chat page does (app/main.py). After start() the model
+// runs the whole reply ahead of the page (until it ends or stop()), so a page that shows tokens
+// slower than they come, or is busy, never holds it up. The worker count
 // follows the visitor's cores (workerCount). With several workers, each runs worker/worker.py
 // and holds one shard: a range of the heads, of the MLP's hidden units and of the vocabulary.
 // This module, on the page's thread, only moves arrays: per forward pass it hands every shard
@@ -16,10 +19,11 @@
 // shards say the pass is over; each sums them itself (worker/shard.py). Shard 0 also holds the
 // generation state (sampling, stop strings, context window). No SharedArrayBuffer is needed.
 // On a cross-origin-isolated page (COOP/COEP: tools/serve.py --isolated) the shards exchange
-// their partials among themselves through SharedArrayBuffers (Atomics for the barrier), and
-// this module calls each once per token.
+// their partials among themselves through SharedArrayBuffers (Atomics for the barrier) and run
+// the whole reply among themselves: this module starts them once per reply and reads the
+// tokens the lead pushes, so nothing the page's thread does holds up a forward pass.
 
-import { EVENT } from "./protocol.js";
+import { CONTROL, EVENT } from "./protocol.js";
 import { MODEL_WORKER, chooseRuntime, startWorker } from "./runtime.js";
 
 export const MAX_WORKERS = 8;
@@ -43,6 +47,31 @@ export function kernelsChoice(query = new URLSearchParams(location.search)) {
 export function memoryLimit(query = new URLSearchParams(location.search)) {
   const bytes = Number.parseInt(query.get("worker_memory") ?? "", 10);
   return Number.isFinite(bytes) && bytes > 0 ? bytes : undefined;
+}
+
+/** Tokens in the order they come, for whoever asks for the next one (take), until fail. */
+class TokenQueue {
+  #items = [];
+  #waiting = [];
+  #error = null;
+
+  put(token) {
+    const waiting = this.#waiting.shift();
+    if (waiting) waiting.resolve(token); else this.#items.push(token);
+  }
+
+  fail(error) {
+    this.#error = error;
+    this.#waiting.splice(0).forEach(w => w.reject(error));
+  }
+
+  take() {
+    if (this.#items.length) return Promise.resolve(this.#items.shift());
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
+  }
+
+  get length() { return this.#items.length; }
 }
 
 /** An event a worker pushed (worker.push: a JSON string), or {} for PyScript's own messages. */
@@ -84,9 +113,9 @@ export function pageModel(lead, workers) {
 export class ParallelModel {
   #workers = [];    // started workers; the first is the lead (shard 0, the cache, the tokenizer)
   #active = 0;      // how many hold the loaded model (1: the lead alone, unsplit)
-  #step = null;     // the pending step's feed: [ids, position]
-  #stopped = false;
+  #reply = null;    // the reply in progress: its tokens, as the model runs ahead (start)
   #booting = null;
+  #control = null;  // shared: the shards' control array (protocol CONTROL), for the stop flag
 
   /**
    * @param {number} [workers]  how many workers to use (default: workerCount())
@@ -140,8 +169,8 @@ export class ParallelModel {
       if (event.kind === EVENT.progress || event.kind === EVENT.status) onProgress?.(event);
     };
     this.#workers[0].addEventListener("message", listener);
+    await this.#endReply();
     this.#active = 0;
-    this.#step = null;
     try {
       const info = this.n === 1 ? await this.#loadWhole(options) : await this.#loadShards(options, booting);
       if (!info.error) this.info = info;
@@ -192,9 +221,9 @@ export class ParallelModel {
     const shared = this.shared;
     if (shared) {  // two sets of n slots, each as long as the longest partial: a prompt's activations or the logits
       const slot = Math.max(lead.n_ctx * lead.n_embd, lead.n_vocab);
-      const ctrl = new Int32Array(new SharedArrayBuffer(8));
+      this.#control = new Int32Array(new SharedArrayBuffer(4 * (CONTROL.ids + lead.n_ctx)));
       const data = new Float32Array(new SharedArrayBuffer(4 * 2 * n * slot));
-      await Promise.all(this.#shards(n).map(s => s.shard_share(ctrl, data)));
+      await Promise.all(this.#shards(n).map(s => s.shard_share(this.#control, data)));
     }
     this.#active = n;
     return { ...lead, workers: n, shared, shard_bytes: [lead, ...rest].map(info => info.shard_bytes) };
@@ -203,36 +232,88 @@ export class ParallelModel {
   /** The exported functions of the first n workers. */
   #shards(n = this.#active) { return this.#workers.slice(0, n).map(w => w.sync); }
 
-  /** Begin a reply: as worker.start (and the prompt's forward pass runs on the first step). */
+  /** Begin a reply: as worker.start. The model then runs the whole reply ahead of the page,
+   * token after token, until it is finished or stopped; step() and steps() take its tokens as
+   * they come, so nothing the page's thread does holds up the model. */
   async start(request) {
-    if (this.#active === 1) return this.#lead.start(request);
-    const reply = JSON.parse(await this.#lead.shard_start(request));
-    this.#step = reply.feed ?? null;
-    this.#stopped = false;
+    await this.#endReply();
+    const split = this.#active > 1;
+    const reply = JSON.parse(await (split ? this.#lead.shard_start(request) : this.#lead.start(request)));
+    if (reply.error) return JSON.stringify(reply);
+    const feed = reply.feed;
     delete reply.feed;
+    const run = this.#reply = { tokens: new TokenQueue(), ending: false, finished: false, unlisten: null };
+    const running = split && !feed ? Promise.reject(new Error("no reply in progress"))
+      : split && this.info.shared ? this.#generate(run) : this.#pump(run, feed);
+    run.done = running.catch(error => run.tokens.fail(error));
     return JSON.stringify(reply);
   }
 
-  /** The next token: as worker.step. */
-  async step() {
-    if (this.#active === 1) return this.#lead.step();
-    if (!this.#step || this.#stopped) throw new Error("no reply in progress");
-    const [ids, position] = this.#step;
-    let reply;
-    if (this.info.shared) {
-      const t0 = performance.now();
-      const replies = await Promise.all(this.#shards().map(s => s.shard_run(JSON.stringify(ids), position)));
-      this.timings.exchanges += 1;
-      this.timings.exchangeMs += performance.now() - t0;
-      reply = JSON.parse(replies[0]);
-    } else {
-      await this.forward(ids, position);
-      reply = JSON.parse(await this.#lead.shard_next());
+  /** One worker, or shards that exchange through this thread: ask for each token in turn. */
+  async #pump(run, feed) {
+    while (!run.ending) {
+      let token;
+      if (this.#active === 1) {
+        token = JSON.parse(await this.#lead.step());
+      } else {
+        await this.forward(...feed);
+        token = JSON.parse(await this.#lead.shard_next());
+        feed = token.feed;
+      }
+      run.tokens.put(token);
+      if (token.finish) return;
     }
-    this.#step = reply.feed;
-    delete reply.feed;
-    return JSON.stringify(reply);
   }
+
+  /** Shards that share memory: every shard runs the reply among themselves (shard_generate) and
+   * the lead pushes each token (a Token event). */
+  async #generate(run) {
+    const lead = this.#workers[0];
+    const listen = message => {
+      const event = pushed(message);
+      if (event.kind === EVENT.token) run.tokens.put(event);
+    };
+    lead.addEventListener("message", listen);
+    run.unlisten = () => lead.removeEventListener("message", listen);
+    Atomics.store(this.#control, CONTROL.stop, 0);
+    await Promise.all(this.#shards().map(s => s.shard_generate()));
+  }
+
+  /** Stop the reply in progress, if any (within a token), and wait until the model has. */
+  async #endReply() {
+    const run = this.#reply;
+    if (!run) return;
+    run.ending = true;
+    if (this.#control) Atomics.store(this.#control, CONTROL.stop, 1);
+    await run.done;
+    run.unlisten?.();
+    this.#reply = null;
+  }
+
+  /** The reply's next token, once the model has it. */
+  async #take() {
+    const run = this.#reply;
+    if (!run || run.ending || run.finished) throw new Error("no reply in progress");
+    const token = await run.tokens.take();
+    run.finished = Boolean(token.finish);
+    delete token.kind;
+    delete token.feed;
+    return token;
+  }
+
+  /** The next token: as worker.step. */
+  async step() { return JSON.stringify(await this.#take()); }
+
+  /** The next tokens: a JSON array of every token the model has ready (at least one; it ends
+   * with the reply's last token). */
+  async steps() {
+    const out = [await this.#take()];
+    while (!out.at(-1).finish && this.buffered) out.push(await this.#take());
+    return JSON.stringify(out);
+  }
+
+  /** Tokens the model has ready that step() has not returned yet. */
+  get buffered() { return this.#reply?.tokens.length ?? 0; }
 
   /** One forward pass of `ids` written at cache `position`: every shard gets all partials,
    * until they answer empty arrays (the lead then holds the logits). */
@@ -247,11 +328,11 @@ export class ParallelModel {
     }
   }
 
+  /** Stop the reply in progress: as worker.stop. */
   async stop() {
-    this.#stopped = true;
-    this.#step = null;
-    if (this.#active === 1) return this.#lead.stop();
-    await this.#workers[0]?.sync.shard_stop();
+    await this.#endReply();
+    if (!this.#workers.length) return;
+    await (this.#active > 1 ? this.#lead.shard_stop() : this.#lead.stop());
   }
 
   async tokenize(text) { return this.#lead.tokenize(text); }
@@ -283,6 +364,7 @@ export class ParallelModel {
 
   /** End every worker (frees their memory). */
   terminate() {
+    this.#reply = null;  // abandoned: its workers end
     this.#workers.forEach(w => w.terminate());
     this.#workers = [];
     this.#active = 0;

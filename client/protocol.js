@@ -82,7 +82,7 @@
  */
 
 /**
- * @typedef {object} StepReply  step, shard_next, shard_run: one token. top: the likeliest tokens as [text, probability]; finish: null, "length", "stop" or "eos"; dropped: tokens that left the context window; feed (shards): the next forward pass, or null when the reply is over.
+ * @typedef {object} StepReply  step, shard_next: one token. top: the likeliest tokens as [text, probability]; finish: null, "length", "stop" or "eos"; dropped: tokens that left the context window; feed (shards): the next forward pass, or null when the reply is over.
  * @property {string} text
  * @property {number} token_id
  * @property {number} prob
@@ -136,8 +136,23 @@
  * @property {(string|null)} commit
  */
 
+/**
+ * @typedef {object} Token  shard_generate (the lead): one token of the reply, pushed as soon as it is picked.
+ * @property {"token"} kind
+ * @property {string} text
+ * @property {number} token_id
+ * @property {number} prob
+ * @property {Array} top
+ * @property {(string|null)} finish
+ * @property {number} dropped
+ * @property {(Array|null)} feed
+ */
+
 /** The kinds of the events a worker pushes (its postMessage). */
-export const EVENT = Object.freeze({progress: "progress", status: "status", shards: "shards"});
+export const EVENT = Object.freeze({progress: "progress", status: "status", shards: "shards", token: "token"});
+
+/** The fields of the shards' shared control array, by index (then the next pass's ids). */
+export const CONTROL = Object.freeze({arrivals: 0, generation: 1, stop: 2, n_ids: 3, position: 4, ids: 5});
 
 /** The model worker's exported functions. */
-export const FUNCTIONS = Object.freeze(["load", "cancel", "release", "defaults", "start", "step", "stop", "tokenize", "logits", "heap_bytes", "cache_models", "cache_delete", "model_size", "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_run", "shard_stop", "shard_share", "shard_busy"]);
+export const FUNCTIONS = Object.freeze(["load", "cancel", "release", "defaults", "start", "step", "stop", "tokenize", "logits", "heap_bytes", "cache_models", "cache_delete", "model_size", "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_generate", "shard_stop", "shard_share", "shard_busy"]);

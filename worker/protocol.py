@@ -119,7 +119,7 @@ class StartReply:
 
 @dataclass(frozen=True)
 class StepReply:
-    """step, shard_next, shard_run: one token. top: the likeliest tokens as [text, probability];
+    """step, shard_next: one token. top: the likeliest tokens as [text, probability];
     finish: null, "length", "stop" or "eos"; dropped: tokens that left the context window;
     feed (shards): the next forward pass, or null when the reply is over."""
 
@@ -195,7 +195,18 @@ class Shards:
     commit: str | None
 
 
-EVENTS = (Progress, Status, Shards)
+@dataclass(frozen=True)
+class Token(StepReply):
+    """shard_generate (the lead): one token of the reply, pushed as soon as it is picked."""
+
+    kind: ClassVar[str] = "token"
+
+
+EVENTS = (Progress, Status, Shards, Token)
+
+# The Int32Array the shards of a cross-origin-isolated page share (shard_share): these fields,
+# then the ids of the next forward pass (n_ids of them; -1: the reply is over).
+CONTROL = ("arrivals", "generation", "stop", "n_ids", "position", "ids")
 
 # The model worker's exported functions: (request, reply). Arrays: Float32Array in or out.
 FUNCTIONS = {
@@ -206,7 +217,7 @@ FUNCTIONS = {
     "model_size": (ModelRequest, ModelSize),
     "shard_load": (LoadRequest, ShardLoadReply), "shard_start": (StartRequest, StartReply),
     "shard_feed": ("ids, position", "Float32Array"), "shard_exchange": ("Float32Array[]", "Float32Array"),
-    "shard_next": (None, StepReply), "shard_run": ("ids, position", StepReply), "shard_stop": (None, None),
+    "shard_next": (None, StepReply), "shard_generate": (None, None), "shard_stop": (None, None),
     "shard_share": ("Int32Array, Float32Array", None), "shard_busy": (None, Busy),
 }
 
@@ -288,6 +299,9 @@ def javascript() -> str:
         out += js_typedef(message) + [""]
     out.append("/** The kinds of the events a worker pushes (its postMessage). */")
     out.append("export const EVENT = Object.freeze({" + ", ".join(f'{e.kind}: "{e.kind}"' for e in EVENTS) + "});")
+    out.append("")
+    out.append("/** The fields of the shards' shared control array, by index (then the next pass's ids). */")
+    out.append("export const CONTROL = Object.freeze({" + ", ".join(f"{name}: {i}" for i, name in enumerate(CONTROL)) + "});")
     out.append("")
     out.append("/** The model worker's exported functions. */")
     out.append("export const FUNCTIONS = Object.freeze([" + ", ".join(f'"{name}"' for name in FUNCTIONS) + "]);")

@@ -5,7 +5,9 @@ as Float32Array (copied once each way), everything else as JSON strings.
 Every shard: shard_load, then per forward pass shard_feed and shard_exchange until it answers
 an empty array (the pass is over). Each exchange takes every shard's last partials and sums them
 here (engine.parallel.all_reduce), so the page only moves arrays. Shard 0, the lead, also holds
-the generation state: shard_start, and shard_next (the step, with the next feed)."""
+the generation state: shard_start, and shard_next (the step, with the next feed). On a
+cross-origin-isolated page the shards instead run a reply among themselves (shard_share, then
+shard_generate in every shard) and the lead pushes its tokens to the page."""
 from __future__ import annotations
 
 import json
@@ -20,14 +22,15 @@ from engine import Model
 from engine.generation import Decoder, Session
 from engine.parallel import Shard, all_reduce
 from worker.loading import ShardOfModel, load_checkpoint
-from worker.protocol import (Busy, ErrorReply, LoadReply, LoadRequest, ShardLoadReply, begin_reply, encode,
-                             step_reply)
+from worker.protocol import (CONTROL, Busy, ErrorReply, LoadReply, LoadRequest, ShardLoadReply, StepReply, Token,
+                             begin_reply, encode, step_reply)
 
 state: dict = {"shard": None, "session": None, "tokenizer": None, "decoder": None}
 busy = {"seconds": 0.0, "calls": 0, "wait": 0.0}  # time computing in exchanges, and waiting for peers
 # On a cross-origin-isolated page the shards all-reduce among themselves, through SharedArrayBuffers
-# (shard_share), and the page calls each of them once per token (shard_run).
+# (shard_share), and run a reply's passes among themselves (shard_generate).
 shared: dict = {}
+ARRIVALS, GENERATION, STOP, N_IDS, POSITION, IDS = range(len(CONTROL))
 BARRIER_TIMEOUT_S = 120
 SPIN_S = 0.0005  # how long a shard polls the barrier before it sleeps on it
 
@@ -99,7 +102,7 @@ def shard_exchange(partials):
 
 
 def shard_busy() -> str:
-    """A Busy: time computing in exchanges and waiting for the other shards (shard_run) since
+    """A Busy: time computing in exchanges and waiting for the other shards (shard_generate) since
     the last call (then reset)."""
     reply = encode(Busy(**busy))
     busy.update(seconds=0.0, calls=0, wait=0.0)
@@ -107,32 +110,33 @@ def shard_busy() -> str:
 
 
 def shard_share(ctrl, data) -> None:
-    """Cross-origin-isolated pages: all-reduce through SharedArrayBuffers shared by every shard.
-    ctrl: Int32Array [arrivals, generation] (a barrier); data: Float32Array of 2 * n_shards slots
-    (two sets, used in turn), each as long as the longest partial (the prompt's activations, or
-    the logits)."""
+    """Cross-origin-isolated pages: all-reduce and pass the next feed through SharedArrayBuffers
+    shared by every shard. ctrl: Int32Array laid out as protocol.CONTROL (a barrier's count and
+    generation, the page's stop flag, the next pass's feed); data: Float32Array of 2 * n_shards
+    slots (two sets, used in turn), each as long as the longest partial (the prompt's activations,
+    or the logits)."""
     shared.clear()
     shared.update(ctrl=ctrl, data=data, exchange=0)
 
 
 def barrier(n_shards: int) -> None:
-    """Wait until every shard has arrived (Atomics on ctrl: a count and a generation)."""
+    """Wait until every shard has arrived (Atomics on ctrl's count and generation)."""
     ctrl, atomics = shared["ctrl"], js.Atomics
-    generation = atomics.load(ctrl, 1)
-    if atomics.add(ctrl, 0, 1) == n_shards - 1:
-        atomics.store(ctrl, 0, 0)
-        atomics.add(ctrl, 1, 1)
-        atomics.notify(ctrl, 1)
+    generation = atomics.load(ctrl, GENERATION)
+    if atomics.add(ctrl, ARRIVALS, 1) == n_shards - 1:
+        atomics.store(ctrl, ARRIVALS, 0)
+        atomics.add(ctrl, GENERATION, 1)
+        atomics.notify(ctrl, GENERATION)
         return
     now = time.perf_counter()
     spin_until, deadline = now + SPIN_S, now + BARRIER_TIMEOUT_S
-    while atomics.load(ctrl, 1) == generation:  # the others are usually a few 100 µs away
+    while atomics.load(ctrl, GENERATION) == generation:  # the others are usually a few 100 µs away
         if time.perf_counter() > spin_until:
             break
-    while atomics.load(ctrl, 1) == generation:  # then sleep (a wake-up costs ~1 ms here)
+    while atomics.load(ctrl, GENERATION) == generation:  # then sleep (a wake-up costs ~1 ms here)
         if time.perf_counter() > deadline:
             raise TimeoutError("the other shards did not answer")
-        atomics.wait(ctrl, 1, generation, 1000)
+        atomics.wait(ctrl, GENERATION, generation, 1000)
 
 
 def shared_all_reduce(partial: np.ndarray) -> np.ndarray:
@@ -153,34 +157,65 @@ def shared_all_reduce(partial: np.ndarray) -> np.ndarray:
     return all_reduce(parts).reshape(shape)
 
 
-def shard_run(ids: str, position: int) -> str:
-    """Cross-origin-isolated pages: a whole forward pass of `ids` at cache `position`, every shard
-    at once, all-reducing among themselves. The lead then picks the next token and returns the
-    step as shard_next does; the others return "null"."""
+def shard_generate(push: Callable) -> None:
+    """Cross-origin-isolated pages, every shard at once after the lead's shard_start: the reply's
+    forward passes, among themselves, until it is finished or the page sets ctrl's stop flag.
+    After each pass the lead picks the token, pushes it to the page (a Token event) and writes the
+    next pass's feed into ctrl for the others; so the page only reads tokens, and its thread's
+    work never holds up a pass."""
+    lead = state["shard"].index == 0
+    while (feed := shared_feed(lead)) is not None:
+        run_pass(*feed)
+        if lead:
+            push(Token(**asdict(next_step())))
+
+
+def shared_feed(lead: bool) -> tuple[list[int], int] | None:
+    """The next pass's (ids, position), the same in every shard, or None when the reply is over:
+    the lead writes its decoder's feed into ctrl (none once finished or stopped), all read it."""
+    ctrl, n = shared["ctrl"], state["shard"].n_shards
+    if lead:
+        decoder = state["decoder"]
+        feed = None if decoder is None or js.Atomics.load(ctrl, STOP) else decoder.feed
+        ctrl[N_IDS] = -1 if feed is None else len(feed[0])
+        if feed is not None:
+            ctrl[POSITION] = feed[1]
+            ctrl.subarray(IDS, IDS + len(feed[0])).assign(np.asarray(feed[0], dtype=np.int32))
+    barrier(n)  # Atomics: what the lead wrote before it is seen after it
+    n_ids = ctrl[N_IDS]
+    if n_ids < 0:
+        return None
+    ids = np.empty(n_ids, dtype=np.int32)
+    ctrl.subarray(IDS, IDS + n_ids).assign_to(ids)
+    return ids.tolist(), ctrl[POSITION]
+
+
+def run_pass(ids: list[int], position: int) -> None:
+    """A whole forward pass of `ids` at cache `position`, all-reducing with the other shards (the
+    lead then has the logits)."""
     shard: Shard = state["shard"].shard
-    partial = begin_pass(json.loads(ids), int(position))
+    partial = begin_pass(ids, position)
     while partial is not None:
         total = shared_all_reduce(partial)
         start = time.perf_counter()
         partial = shard.exchange(total)
         busy["seconds"] += time.perf_counter() - start
         busy["calls"] += 1
-    return next_step() if state["shard"].index == 0 else "null"
 
 
 def shard_next() -> str:
     """Lead only, once a pass is over: a StepReply, with feed: [ids, position] for the next
     pass, or null when the reply is finished."""
-    return next_step()
+    return encode(next_step())
 
 
-def next_step() -> str:
+def next_step() -> StepReply:
     decoder: Decoder = state["decoder"]
     state["session"].ran(*decoder.feed)
     token = decoder.next(state["shard"].shard.logits[-1])
     if decoder.feed is None:
         state["decoder"] = None
-    return encode(step_reply(token, state["tokenizer"], decoder.feed))
+    return step_reply(token, state["tokenizer"], decoder.feed)
 
 
 def shard_stop() -> None:

@@ -16,8 +16,7 @@ from worker.download import cancel_load as cancel
 from worker.kernels import kernels_bytes
 from worker.loading import load_checkpoint
 from worker.protocol import FUNCTIONS, ErrorReply, LoadRequest, begin_reply, encode, read, step_reply
-from worker.shard import (shard_busy, shard_exchange, shard_feed, shard_next, shard_run, shard_share, shard_start,
-                          shard_stop)
+from worker.shard import shard_busy, shard_exchange, shard_feed, shard_next, shard_share, shard_start, shard_stop
 
 state: dict = {"model": None, "session": None, "decoder": None}
 
@@ -103,6 +102,12 @@ async def shard_load(request: str, index: int, n_shards: int) -> str:
         return encode(ErrorReply(str(e)))
     state["model"], reply = await shard.shard_load(wanted, index, n_shards, push)
     return encode(reply)
+
+
+def shard_generate() -> None:
+    """Cross-origin-isolated pages, in every shard at once: run the reply begun by shard_start;
+    the lead pushes its tokens (worker/shard.py)."""
+    shard.shard_generate(push)
 
 
 __export__ = list(FUNCTIONS)  # the protocol's functions, each defined or imported above

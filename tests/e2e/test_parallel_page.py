@@ -48,31 +48,68 @@ def test_sharded_page_writes_the_single_worker_greedy_reply(open_plain, hub):
 
 
 def test_sharded_steps_equal_cpython_token_by_token(open_plain, hub):
-    """odd-heads' 3 heads split 2 + 1: greedy, then sampled with a seed, step by step."""
+    """odd-heads' 3 heads split 2 + 1: greedy, then sampled with a seed, step by step. The model
+    runs a reply ahead of the page: tokens wait for whoever takes them (steps: all that are ready)."""
     app = sharded_example(open_plain, hub, "odd-heads", 2)
     settings = dict(temperature=0.9, top_k=50, top_p=0.9, repetition_penalty=1.2, seed=11, max_new_tokens=60)
     steps = app.page.evaluate("""async settings => {
         const m = window.parallelModel, out = [];
+        await m.start(JSON.stringify({ prompt: "Once upon a time", settings: { temperature: 0, max_new_tokens: 20 } }));
+        await new Promise(resolve => setTimeout(resolve, 1000));
+        const ahead = m.buffered, batch = JSON.parse(await m.steps());
+        await m.stop();
         const info = JSON.parse(await m.start(JSON.stringify({ prompt: "Once upon a time", settings })));
         for (;;) { const s = JSON.parse(await m.step()); out.push(s); if (s.finish) break; }
-        return { info, out, tokens: JSON.parse(await m.tokenize("Once upon a time")) };
+        return { ahead, batch, info, out, tokens: JSON.parse(await m.tokenize("Once upon a time")) };
     }""", settings)
     model = fixture_model("odd-heads")
+    greedy = [s.token_id for s in model.generate("Once upon a time", temperature=0, max_new_tokens=20)]
+    assert steps["ahead"] >= 5 and len(steps["batch"]) >= steps["ahead"]
+    assert [s["token_id"] for s in steps["batch"]] == greedy[:len(steps["batch"])]
     expected = list(model.generate("Once upon a time", **settings))
     assert steps["info"]["prompt_tokens"] == len(steps["tokens"]) == len(model.tokenizer.encode("Once upon a time"))
     assert [(s["token_id"], s["text"], s["finish"]) for s in steps["out"]] == \
         [(s.token_id, s.text, s.finish) for s in expected]
 
 
+ISOLATED_REPLIES = """async settings => {
+    const m = window.parallelModel, prompt = "Once upon a time";
+    await m.start(JSON.stringify({ prompt, settings: { temperature: 0, max_new_tokens: 100 } }));
+    const first = [];
+    for (let i = 0; i < 3; i++) first.push(JSON.parse(await m.step()).token_id);
+    const until = performance.now() + 1500;
+    while (performance.now() < until) {}  // the page's thread busy: the shards go on without it
+    await new Promise(resolve => setTimeout(resolve, 100));
+    const buffered = m.buffered;
+    await m.stop();
+    const afterStop = await m.step().then(() => "a token", e => e.message);
+    await m.start(JSON.stringify({ prompt, settings }));
+    const sampled = [];
+    for (;;) { const s = JSON.parse(await m.step()); sampled.push(s); if (s.finish) break; }
+    return { first, buffered, afterStop, sampled };
+}"""
+
+
 @pytest.mark.parametrize("workers", [2, 3])
-def test_cross_origin_isolated_shards_all_reduce_among_themselves(open_isolated, hub, workers):
-    """With COOP/COEP the shards sum through SharedArrayBuffers: same tokens, one call per token."""
+def test_cross_origin_isolated_shards_run_the_reply_among_themselves(open_isolated, hub, workers):
+    """With COOP/COEP the shards sum through SharedArrayBuffers and run a reply's passes among
+    themselves, the lead pushing its tokens: the same greedy and seeded tokens as the CPython
+    engine; tokens keep coming while the page's thread is busy; a stop ends the reply and the
+    next one starts from the cache the stopped one left."""
     model = fixture_model("odd-heads")
     expected = "".join(s.text for s in model.generate(PROMPT, temperature=0, max_new_tokens=30))
     app = open_isolated("examples/parallel/", model="test/odd-heads", endpoint=hub.url, prompt=PROMPT,
                         workers=workers, max_new_tokens=30)
     assert wait_done(app.page) == expected
     assert app.page.evaluate("[crossOriginIsolated, window.parallelModel.info.shared]") == [True, True]
+    settings = dict(temperature=0.9, top_k=50, top_p=0.9, repetition_penalty=1.2, seed=11, max_new_tokens=40)
+    out = app.page.evaluate(ISOLATED_REPLIES, settings)
+    greedy = [s.token_id for s in model.generate("Once upon a time", temperature=0, max_new_tokens=3)]
+    assert out["first"] == greedy
+    assert out["buffered"] >= 10, out["buffered"]
+    assert out["afterStop"] == "no reply in progress"
+    assert [(s["token_id"], s["text"], s["finish"]) for s in out["sampled"]] == \
+        [(s.token_id, s.text, s.finish) for s in model.generate("Once upon a time", **settings)]
 
 
 # -- the chat page (index.html) on every core
