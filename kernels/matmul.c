@@ -7,11 +7,12 @@
  * 4 products. Tails (n_in, n_out or n_seq not a multiple of 4) run on the same kernels.
  *
  * int8 weights (matmul_t_q8, quantize_rows): wq[n_out, n_in] int8 and one float32 scale per row,
- * w ~= wq * scale[:, None]. The sums stay in float32: each int8 is widened to i32 and converted
- * to f32 (exact), multiplied by x and added in the same order as the float kernels, and the row's
- * scale multiplies the finished sum. GEMV converts 8 rows of wq at a time as it streams them
- * once; GEMM converts 4 rows of wq at a time into a float scratch block, which all of x then
- * passes in blocks of 2 rows. See kernels/README.md for the quantization rule and its error.
+ * w ~= wq * scale[:, None]. GEMV (decode) sums in integers: x as 30-bit integers under one scale,
+ * split into two int16 halves, times the int8 weights widened to int16 (i32x4.dot_i16x8_s), the
+ * sums exact, 4 rows of wq at a time as it streams them once; the row's scale multiplies the
+ * finished sum. GEMM (prefill) converts 4 rows of wq at a time into a float scratch block (exact),
+ * which all of x then passes in blocks of 2 rows, in the float kernel's order. See
+ * kernels/README.md for the quantization rule, the integer sums and their error.
  *
  * Memory: this module's own, exported as "memory" and grown on demand by alloc(), a bump
  * allocator; heap_mark() and heap_release() free everything allocated after a mark (scratch).
@@ -161,112 +162,108 @@ void heap_release(void *mark) {
 
 /* ---- int8 weights ------------------------------------------------------------------------ */
 
+/* The GEMV's x as integers: v = rint(x * mult) with mult = 2^29 / max|x| (|v| <= 2^29), split
+ * into two int16 halves v = h * 2^15 + l with l in [-2^14, 2^14), so that i32x4.dot_i16x8_s
+ * (pmaddwd) multiplies them by the int8 weights widened to int16. Writes h and l (n each) and
+ * returns mult; 0 when x is all zeros or so small that mult
+ * would overflow (max|x| < 2^-98: the products then count as 0), NaN when x holds inf or NaN. */
+static float split_x(const float *x, short *h, short *l, unsigned n) {
+    float amax = 0;
+    for (unsigned k = 0; k < n; k++) {
+        float a = __builtin_fabsf(x[k]);
+        amax = a > amax || a != a ? a : amax;
+    }
+    if (!(amax <= 3.4028235e38f))
+        return amax - amax;  /* NaN */
+    float mult = 536870912.0f / amax;
+    if (amax == 0 || mult > 3.4028235e38f)
+        return 0;
+    for (unsigned k = 0; k < n; k++) {
+        int v = (int)__builtin_rintf(x[k] * mult);  /* f32.nearest: half to even, as np.rint */
+        int hi = (v + 16384) >> 15;
+        h[k] = (short)hi;
+        l[k] = (short)(v - hi * 32768);
+    }
+    return mult;
+}
+
+/* The 4 i32 lanes of a, added (exactly, in 64 bits). */
+static long long lanes_sum(v128_t a) {
+    return (long long)wasm_i32x4_extract_lane(a, 0) + wasm_i32x4_extract_lane(a, 1)
+         + wasm_i32x4_extract_lane(a, 2) + wasm_i32x4_extract_lane(a, 3);
+}
+
+/* Steps of 16 weights between two flushes of the i32 sums into 64-bit ones: each lane gains at
+ * most 4 * 127 * 2^14 = 2^23 a step, so 128 steps stay below 2^30. */
+#define FLUSH_STEPS 128
+#define ROWS_Q8 4
+
+/* y[j..j+ROWS_Q8) = (x . q_j) * scale_j for ROWS_Q8 rows of q (n int8 each) from x split by
+ * split_x: the sums of v * q are exact integers D_j (int64), and y_j = (float)(D_j / mult) *
+ * scale_j, the division in double. */
+static void rows_q8(const short *h, const short *l, float mult, const signed char *q, const float *scale,
+                    float *y, unsigned n) {
+    long long dh[ROWS_Q8] = {0}, dl[ROWS_Q8] = {0};
+    unsigned k = 0;
+    while (k + 16 <= n) {
+        v128_t sh[ROWS_Q8], sl[ROWS_Q8];
+        for (int i = 0; i < ROWS_Q8; i++)
+            sh[i] = sl[i] = wasm_i32x4_splat(0);
+        for (unsigned step = 0; step < FLUSH_STEPS && k + 16 <= n; step++, k += 16) {
+            v128_t h0 = wasm_v128_load(h + k), h1 = wasm_v128_load(h + k + 8);
+            v128_t l0 = wasm_v128_load(l + k), l1 = wasm_v128_load(l + k + 8);
+            for (int i = 0; i < ROWS_Q8; i++) {
+                v128_t v = wasm_v128_load(q + i * n + k);
+                v128_t q0 = wasm_i16x8_extend_low_i8x16(v), q1 = wasm_i16x8_extend_high_i8x16(v);
+                sh[i] = wasm_i32x4_add(sh[i], wasm_i32x4_add(wasm_i32x4_dot_i16x8(q0, h0), wasm_i32x4_dot_i16x8(q1, h1)));
+                sl[i] = wasm_i32x4_add(sl[i], wasm_i32x4_add(wasm_i32x4_dot_i16x8(q0, l0), wasm_i32x4_dot_i16x8(q1, l1)));
+            }
+        }
+        for (int i = 0; i < ROWS_Q8; i++) {
+            dh[i] += lanes_sum(sh[i]);
+            dl[i] += lanes_sum(sl[i]);
+        }
+    }
+    for (int i = 0; i < ROWS_Q8; i++) {
+        long long d = dh[i] * 32768 + dl[i];
+        for (unsigned kt = k; kt < n; kt++)
+            d += ((long long)h[kt] * 32768 + l[kt]) * q[i * n + kt];
+        y[i] = (float)((double)d / (double)mult) * scale[i];
+    }
+}
+
+/* One row of q (n int8) against x split by split_x: as rows_q8 for a single row. */
+static float row_q8(const short *h, const short *l, float mult, const signed char *q, float scale, unsigned n) {
+    long long d = 0;
+    for (unsigned k = 0; k < n; k++)
+        d += ((long long)h[k] * 32768 + l[k]) * q[k];
+    return (float)((double)d / (double)mult) * scale;
+}
+
+/* y[m] = (x[n] @ q[m, n].T) * scale[m] in integers (see split_x, rows_q8), with parts (4 n
+ * bytes) as scratch for x's halves: ROWS_Q8 rows of q at a time, q read once. */
+static void gemv_q8(const float *x, const signed char *q, const float *scale, float *y, unsigned n, unsigned m,
+                    short *parts) {
+    short *h = parts, *l = parts + n;
+    float mult = split_x(x, h, l, n);
+    unsigned j = 0;
+    if (mult == 0 || mult != mult) {
+        for (; j < m; j++)
+            y[j] = mult * scale[j];  /* 0, or NaN */
+        return;
+    }
+    for (; j + ROWS_Q8 <= m; j += ROWS_Q8)
+        rows_q8(h, l, mult, q + j * n, scale + j, y + j, n);
+    for (; j < m; j++)
+        y[j] = row_q8(h, l, mult, q + j * n, scale[j], n);
+}
+
 /* i32x4 -> f32x4. The empty asm hides where the i32s came from: otherwise clang-14 folds
  * convert(extend(i16s)) into a conversion from i16, which has no SIMD instruction, and emits it as
- * 4 extract_lane + f32.convert + replace_lane (5x slower GEMV). It emits no instruction itself. */
+ * 4 extract_lane + f32.convert + replace_lane. It emits no instruction itself. */
 static v128_t to_f32(v128_t i) {
     __asm__("" : "+r"(i));
     return wasm_f32x4_convert_i32x4(i);
-}
-
-/* The GEMV widens int8 to f32 as q * 2^24 (exact: 7 bits), by interleaving zero bytes below each
- * q until it is the top byte of an i32 lane: 6 unpacks for 16 int8, where the sign-extending
- * extends take 9 instructions on x64. The sums are then 2^24 times the true ones, exactly (a
- * power of 2), and are multiplied by 2^-24 (exact) before the scalar tail and the scale. */
-#define Q24 16777216.0f
-#define UNPACK_LO8(a, b) wasm_i8x16_shuffle(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
-#define UNPACK_HI8(a, b) wasm_i8x16_shuffle(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
-#define UNPACK_LO16(a, b) wasm_i16x8_shuffle(a, b, 0, 8, 1, 9, 2, 10, 3, 11)
-#define UNPACK_HI16(a, b) wasm_i16x8_shuffle(a, b, 4, 12, 5, 13, 6, 14, 7, 15)
-
-/* The 4 int8 at q, times 2^24, as f32x4. */
-static v128_t q8x4(const signed char *q) {
-    v128_t z = wasm_i32x4_splat(0);
-    return to_f32(UNPACK_LO16(z, UNPACK_LO8(z, wasm_v128_load32_zero(q))));
-}
-
-/* s + a[0:16] * q[0:16] * 2^24 with q int8, as 4 steps of 4 lanes in order of k (the float
- * kernels' order: lane l sums the terms k = l mod 4). */
-static v128_t mac_q8x16(v128_t s, const float *a, const signed char *q) {
-    v128_t v = wasm_v128_load(q), z = wasm_i32x4_splat(0);
-    v128_t lo = UNPACK_LO8(z, v), hi = UNPACK_HI8(z, v);  /* i16 lanes: q << 8 */
-    s = mac(s, wasm_v128_load(a), to_f32(UNPACK_LO16(z, lo)));  /* i32 lanes: q << 24 */
-    s = mac(s, wasm_v128_load(a + 4), to_f32(UNPACK_HI16(z, lo)));
-    s = mac(s, wasm_v128_load(a + 8), to_f32(UNPACK_LO16(z, hi)));
-    return mac(s, wasm_v128_load(a + 12), to_f32(UNPACK_HI16(z, hi)));
-}
-
-/* a . q over n, q int8 (the order of dot()). */
-static float dot_q8(const float *a, const signed char *q, unsigned n) {
-    v128_t s = wasm_f32x4_splat(0);
-    unsigned k = 0;
-    for (; k + 16 <= n; k += 16)
-        s = mac_q8x16(s, a + k, q + k);
-    for (; k + 4 <= n; k += 4)
-        s = mac(s, wasm_v128_load(a + k), q8x4(q + k));
-    s = wasm_f32x4_mul(s, wasm_f32x4_splat(1 / Q24));
-    float sum = wasm_f32x4_extract_lane(s, 0) + wasm_f32x4_extract_lane(s, 1)
-              + wasm_f32x4_extract_lane(s, 2) + wasm_f32x4_extract_lane(s, 3);
-    for (; k < n; k++)
-        sum += a[k] * (float)q[k];
-    return sum;
-}
-
-/* [a . q0, a . q1, a . q2, a . q3] for the 4 int8 rows of n that start at q (dots_1x4's order). */
-static v128_t dots_1x4_q8(const float *a, const signed char *q, unsigned n) {
-    const signed char *q0 = q, *q1 = q0 + n, *q2 = q1 + n, *q3 = q2 + n;
-    v128_t s0 = wasm_f32x4_splat(0), s1 = s0, s2 = s0, s3 = s0;
-    unsigned k = 0;
-    for (; k + 16 <= n; k += 16) {
-        s0 = mac_q8x16(s0, a + k, q0 + k);
-        s1 = mac_q8x16(s1, a + k, q1 + k);
-        s2 = mac_q8x16(s2, a + k, q2 + k);
-        s3 = mac_q8x16(s3, a + k, q3 + k);
-    }
-    for (; k + 4 <= n; k += 4) {
-        v128_t ak = wasm_v128_load(a + k);
-        s0 = mac(s0, ak, q8x4(q0 + k));
-        s1 = mac(s1, ak, q8x4(q1 + k));
-        s2 = mac(s2, ak, q8x4(q2 + k));
-        s3 = mac(s3, ak, q8x4(q3 + k));
-    }
-    v128_t s = wasm_f32x4_mul(hsum4(s0, s1, s2, s3), wasm_f32x4_splat(1 / Q24));
-    for (; k < n; k++)
-        s = mac(s, wasm_f32x4_splat(a[k]), wasm_f32x4_make(q0[k], q1[k], q2[k], q3[k]));
-    return s;
-}
-
-/* y[m] = (x[n] @ q[m, n].T) * scale[m]: 8 rows of q at a time (each x vector loaded serves 8;
- * measured ~15% faster than 4 on cache-cold weights), then 4, then the last m % 4 one by one;
- * q is read once, front to back. Each row's sum is taken in dots_1x4_q8's order. */
-static void gemv_q8(const float *x, const signed char *q, const float *scale, float *y, unsigned n, unsigned m) {
-    unsigned j = 0;
-    for (; j + 8 <= m; j += 8) {
-        const signed char *r = q + j * n;
-        v128_t s[8];
-        for (int i = 0; i < 8; i++)
-            s[i] = wasm_f32x4_splat(0);
-        unsigned k = 0;
-        for (; k + 16 <= n; k += 16)
-            for (int i = 0; i < 8; i++)
-                s[i] = mac_q8x16(s[i], x + k, r + i * n + k);
-        for (; k + 4 <= n; k += 4)
-            for (int i = 0; i < 8; i++)
-                s[i] = mac(s[i], wasm_v128_load(x + k), q8x4(r + i * n + k));
-        v128_t lo = wasm_f32x4_mul(hsum4(s[0], s[1], s[2], s[3]), wasm_f32x4_splat(1 / Q24));
-        v128_t hi = wasm_f32x4_mul(hsum4(s[4], s[5], s[6], s[7]), wasm_f32x4_splat(1 / Q24));
-        for (; k < n; k++) {
-            v128_t xk = wasm_f32x4_splat(x[k]);
-            lo = mac(lo, xk, wasm_f32x4_make(r[k], r[n + k], r[2 * n + k], r[3 * n + k]));
-            hi = mac(hi, xk, wasm_f32x4_make(r[4 * n + k], r[5 * n + k], r[6 * n + k], r[7 * n + k]));
-        }
-        wasm_v128_store(y + j, wasm_f32x4_mul(lo, wasm_v128_load(scale + j)));
-        wasm_v128_store(y + j + 4, wasm_f32x4_mul(hi, wasm_v128_load(scale + j + 4)));
-    }
-    for (; j + 4 <= m; j += 4)
-        wasm_v128_store(y + j, wasm_f32x4_mul(dots_1x4_q8(x, q + j * n, n), wasm_v128_load(scale + j)));
-    for (; j < m; j++)
-        y[j] = dot_q8(x, q + j * n, n) * scale[j];
 }
 
 /* rows int8 rows of n at q, as floats into f (exact). */
@@ -318,21 +315,15 @@ static void gemm_q8(const float *x, const signed char *q, const float *scale, fl
 }
 
 /* y[n_seq, n_out] = (x[n_seq, n_in] @ wq[n_out, n_in].T) * scales[n_out], i.e. x @ w.T for
- * w = wq * scales[:, None]; x and y C-contiguous float32, wq C-contiguous int8 (any alignment).
- * One row of x by GEMV; more by GEMM, through 4 n_in floats of scratch taken with alloc() and
- * freed before returning (by GEMV row by row if the memory cannot grow). */
+ * w = wq * scales[:, None]; x and y C-contiguous float32, wq C-contiguous int8 (any alignment),
+ * scratch 16 n_in bytes, 16-aligned. One row of x by the integer GEMV; more by GEMM. */
 __attribute__((export_name("matmul_t_q8")))
-void matmul_t_q8(const float *x, const signed char *wq, const float *scales, float *y,
+void matmul_t_q8(const float *x, const signed char *wq, const float *scales, float *y, void *scratch,
                  unsigned n_seq, unsigned n_in, unsigned n_out) {
-    void *mark = heap_mark();
-    float *f = n_seq > 1 ? alloc(16 * n_in) : 0;
-    if (f) {
-        gemm_q8(x, wq, scales, y, f, n_seq, n_in, n_out);
-    } else {
-        for (unsigned i = 0; i < n_seq; i++)
-            gemv_q8(x + i * n_in, wq, scales, y + i * n_out, n_in, n_out);
-    }
-    heap_release(mark);
+    if (n_seq == 1)
+        gemv_q8(x, wq, scales, y, n_in, n_out, scratch);
+    else
+        gemm_q8(x, wq, scales, y, scratch, n_seq, n_in, n_out);
 }
 
 /* Quantizes w[n_out, n_in] (float32, finite) row by row into wq (int8) and scales (float32):

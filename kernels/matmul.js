@@ -170,7 +170,7 @@ export class MatmulKernels {
       const yPtr = this.alloc(y.length);
       this.view(xPtr, x.length).set(x);
       if (scales === undefined) this.wasm.matmul_t(xPtr, ptr, yPtr, nSeq, nIn, nOut);
-      else this.wasm.matmul_t_q8(xPtr, ptr, scales, yPtr, nSeq, nIn, nOut); // takes (and frees) its own scratch
+      else this.wasm.matmul_t_q8(xPtr, ptr, scales, yPtr, this.alloc(4 * nIn), nSeq, nIn, nOut);
       y.set(this.view(yPtr, y.length));
     } finally {
       this.wasm.heap_release(mark);

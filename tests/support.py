@@ -37,6 +37,22 @@ def quantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(q, -127, 127).astype(np.int8), scale.astype(np.float32)
 
 
+def int8_gemv(x: np.ndarray, q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The int8 kernel's product for one row of x, as kernels/README.md states it: x as integers
+    v = rint(x * mult), mult = 2^29 / max|x| in float32; the sums of v * q exact; each divided by
+    mult in float64, rounded to float32, times its row's scale. 0 for x all zeros or max|x| <
+    2^-98, NaN for x holding inf or NaN."""
+    amax = np.abs(x).max()
+    if not np.isfinite(amax):
+        return np.full(len(q), np.nan, dtype=np.float32)
+    with np.errstate(divide="ignore", over="ignore"):
+        mult = np.float32(2 ** 29) / amax
+    if amax == 0 or not np.isfinite(mult):
+        return np.zeros(len(q), dtype=np.float32)
+    sums = q.astype(np.int64) @ np.rint(x * mult).astype(np.int64)
+    return (sums.astype(np.float64) / np.float64(mult)).astype(np.float32) * scale
+
+
 @functools.cache
 def int8_fixture_model(name: str):
     """The fixture with the weights the page's int8 path multiplies by (the blocks' matrices and

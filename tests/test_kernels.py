@@ -1,7 +1,8 @@
 """kernels/: the committed matmul.wasm is what tools/build_kernels.sh builds, and its products,
 run in Node through kernels/matmul.js as a page or a worker would, equal NumPy's x @ w.T; with
 int8 weights (addWeightInt8), its quantization is NumPy's by the documented rule, bit for bit, and
-its products equal NumPy's x @ (q * scale).T.
+its products equal NumPy's x @ (q * scale).T: one row of x by the documented integer sums, bit for
+bit (support.int8_gemv), more rows as the float kernel by q, times the scales, bit for bit.
 
 Node runs the wasm (Debian's nodejs, which apt's npm brings; tools/test.sh installs npm): without
 it these tests fail, they are not skipped."""
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import quantize
+from support import int8_gemv, quantize
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
@@ -29,15 +30,16 @@ SHAPES = [(1, 1, 1), (1, 3, 5), (1, 4, 4), (1, 6, 7), (1, 9, 2), (1, 33, 66),
           (8, 64, 33), (9, 10, 768), (12, 31, 8),
           (1, 768, 2304), (128, 768, 3072)]
 
-# int8 (n_seq, n_in, n_out): every remainder of n_in mod 16 and mod 4 (the GEMV's 16- and 4-wide
-# steps), of n_out mod 8 and mod 4 (its 8- and 4-row passes; the GEMM's blocks of 4 rows of w), of
-# n_seq mod 2 and 4 (the GEMM's pairs of rows of x; its tail rows of w meet 4 rows of x); then
-# GPT-2 small's shapes (every layer matrix at one token, MLP up and down at 128).
+# int8 (n_seq, n_in, n_out): every remainder of n_in mod 16 and mod 4 (the GEMV's 16-wide steps,
+# the GEMM's 4-wide), of n_out mod 8 and mod 4 (the GEMV's 4-row passes; the GEMM's blocks of 4
+# rows of w), of n_seq mod 2 and 4 (the GEMM's pairs of rows of x; its tail rows of w meet 4 rows
+# of x); n_in past the GEMV's 2048 weights between flushes of its integer sums (4100); then GPT-2
+# small's shapes (every layer matrix at one token, MLP up and down at 128).
 SHAPES_Q8 = [(1, 1, 1), (1, 3, 5), (1, 4, 4), (1, 15, 7), (1, 16, 8), (1, 17, 9), (1, 20, 12),
              (1, 31, 13), (1, 33, 15), (1, 47, 66), (1, 64, 3), (2, 1, 2), (2, 5, 3), (2, 18, 17),
              (3, 8, 7), (3, 35, 16), (4, 4, 4), (4, 13, 6), (4, 36, 9), (5, 17, 11), (5, 50, 20),
              (6, 2, 9), (7, 3, 2), (7, 19, 5), (8, 64, 33), (9, 10, 768), (12, 31, 8), (13, 100, 23),
-             (1, 768, 2304), (1, 768, 768), (1, 768, 3072), (1, 3072, 768),
+             (1, 4100, 9), (1, 768, 2304), (1, 768, 768), (1, 768, 3072), (1, 3072, 768),
              (128, 768, 3072), (128, 3072, 768)]
 
 # Instantiates the kernels from the committed bytes, adds every weight first (the memory grows
@@ -68,10 +70,10 @@ console.log(JSON.stringify({ simd: simdSupported(), bytesAfterFirstPass, bytes: 
 # For each shape, adds w both as float32 and as int8 (every weight first, so that the memory grows
 # under the earlier ones), then writes, per shape, the int8 handle's q, scales and dequantized(),
 # and its products by matmul_t and by matmulInto; every product runs twice (the second pass must
-# not grow the memory: the GEMM's scratch is freed). Then counts the outputs that differ, in any
-# bit, from the float kernel's product by the rows of q as floats, times the scales (the design:
-# the same sums in the same order), and measures what addWeightInt8 grows a fresh instance's
-# memory by.
+# not grow the memory: the scratch is freed). Then counts the GEMM's outputs (nSeq > 1) that
+# differ, in any bit, from the float kernel's product by the rows of q as floats, times the
+# scales (the design: the same sums in the same order), and measures what addWeightInt8 grows a
+# fresh instance's memory by.
 RUN_Q8 = """
 import { readFileSync, writeFileSync } from "node:fs";
 const [kernelsUrl, wasmPath, dataPath, outPath, shapesJson] = process.argv.slice(1);
@@ -105,10 +107,10 @@ const parts = jobs.flatMap(({ w, q8, f32 }, i) => {
 writeFileSync(outPath, Buffer.concat(parts));
 // the int8 product is the float kernel's on the rows of q as floats, times the scales, bit for bit
 let notFloatKernel = 0;
-jobs.forEach(({ x, nSeq, nOut }, i) => {
-  const { q, scales } = kernels.quantized(jobs[i].q8);
+jobs.filter(({ nSeq }) => nSeq > 1).forEach(({ x, nSeq, nOut, q8 }, i) => {
+  const { q, scales } = kernels.quantized(q8);
   const yq = kernels.matmul_t(x, nSeq, kernels.addWeight(Float32Array.from(q), nOut, q.length / nOut));
-  ys[i][0].forEach((v, k) => { notFloatKernel += !Object.is(v, Math.fround(yq[k] * scales[k % nOut])); });
+  kernels.matmul_t(x, nSeq, q8).forEach((v, k) => { notFloatKernel += !Object.is(v, Math.fround(yq[k] * scales[k % nOut])); });
 });
 const fresh = await loadKernels(wasm);
 const [nOut, nIn] = [2304, 768];
@@ -197,16 +199,26 @@ def test_int8_products(node, tmp_path):
     """addWeightInt8 quantizes as quantize() above, bit for bit (q, scales, and dequantized() =
     q * scale in float32), and its products, on every tail shape and GPT-2 small's, by matmul_t
     and matmulInto alike, are within 1e-5 of x @ (q * scale).T relative to |x| @ |q * scale|.T, as
-    the float kernel is of x @ w.T; they equal the float kernel's products by q, times the scales,
-    bit for bit. Their distance from the float32 product x @ w.T is the
-    rounding of w: within sum|x| * scale / 2 per output (every |w - q * scale| <= scale / 2)."""
+    the float kernel is of x @ w.T; one row of x gives support.int8_gemv's integer sums bit for
+    bit (x all zeros or tiny: 0; x with inf or NaN: NaN), more rows the float kernel's products
+    by q, times the scales. Their distance from the float32 product x @ w.T is the rounding of
+    w: within sum|x| * scale / 2 per output (every |w - q * scale| <= scale / 2)."""
     rng = np.random.default_rng(8)
     pairs = []
     for t, n, m in SHAPES_Q8:
         x, w = rng.standard_normal((t, n), dtype=np.float32), rng.standard_normal((m, n), dtype=np.float32)
-        if m >= 7:  # the edge rows replace the first 7 (the GEMM's widened blocks, the GEMV's 8-row pass)
+        if m >= 7:  # the edge rows replace the first 7 (the GEMM's widened blocks, the GEMV's 4-row passes)
             w[:7] = special_rows(n)
         pairs.append((x, w))
+    # the GEMV's edges: x all zeros, x so small that it counts as zeros, x holding inf, or NaN
+    special_x = {(1, 17, 9): 0.0, (1, 20, 12): 1e-31, (1, 31, 13): np.inf, (1, 33, 15): np.nan}
+    for (x, _), shape in zip(pairs, SHAPES_Q8):
+        if shape in special_x:
+            value = np.float32(special_x[shape])
+            if np.isfinite(value):
+                x *= value
+            else:
+                x[0, 3] = value
     (tmp_path / "in.f32").write_bytes(b"".join(x.tobytes() + w.tobytes() for x, w in pairs))
     result = run_node(node, RUN_Q8, (KERNELS / "matmul.js").as_uri(), WASM, tmp_path / "in.f32",
                       tmp_path / "out.bin", json.dumps(SHAPES_Q8))
@@ -234,13 +246,20 @@ def test_int8_products(node, tmp_path):
         assert np.array_equal(scale, scale_ref), shape
         w_deq = q_ref.astype(np.float32) * scale_ref[:, None]
         assert np.array_equal(take(np.float32, m * n).reshape(m, n), w_deq), shape
+        ys = take(np.float32, t * m).reshape(t, m), take(np.float32, t * m).reshape(t, m)
+        if t == 1:
+            for y in ys:
+                assert np.array_equal(y[0], int8_gemv(x[0], q_ref, scale_ref), equal_nan=True), shape
+        if shape in special_x:
+            assert all(np.all(y == 0) if np.isfinite(special_x[shape]) else np.all(np.isnan(y)) for y in ys), shape
+            continue
         y_ref = x.astype(np.float64) @ w_deq.astype(np.float64).T
         size = np.abs(x).astype(np.float64) @ np.abs(w_deq).astype(np.float64).T
         # |w - q * scale| <= scale / 2 per row, or max|w| where scale underflowed to 0
         step = np.where(scale_ref > 0, scale_ref.astype(np.float64) / 2, np.abs(w).max(axis=1))
         rounding = np.abs(x).astype(np.float64).sum(axis=1, keepdims=True) * step
         y32 = x.astype(np.float64) @ w.astype(np.float64).T
-        for y in (take(np.float32, t * m).reshape(t, m), take(np.float32, t * m).reshape(t, m)):
+        for y in ys:
             assert np.all(np.abs(y - y_ref) <= 1e-5 * size), shape
             assert np.all(np.abs(y - y32) <= 1.0001 * rounding + 1e-5 * size), shape
         if m >= 7:

@@ -78,9 +78,14 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e
 
 
+def mean(x: np.ndarray) -> np.ndarray:
+    # x.mean(axis=-1, keepdims=True), bit for bit, without its Python wrapper (3x slower in Pyodide)
+    return np.add.reduce(x, axis=-1, keepdims=True) / x.shape[-1]
+
+
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
-    x = x - x.mean(axis=-1, keepdims=True)
-    variance = (x * x).mean(axis=-1, keepdims=True)
+    x = x - mean(x)
+    variance = mean(x * x)
     return g * x / np.sqrt(variance + np.float32(eps)) + b
 
 
