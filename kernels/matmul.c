@@ -2,14 +2,15 @@
  *
  * Both operands are read along their rows (w in the engine's (out, in) layout), so every output
  * is a dot product: its f32x4 accumulator holds four interleaved partial sums over k, whose lanes
- * are added at the end. GEMV (one row of x) takes 4 rows of w at a time, so w is streamed once.
+ * are added at the end. GEMV (one row of x) takes one row of w at a time, so w is streamed once,
+ * as one stream.
  * GEMM takes blocks of 4 rows of x by 4 rows of w: 16 accumulators, and each vector loaded serves
  * 4 products. Tails (n_in, n_out or n_seq not a multiple of 4) run on the same kernels.
  *
  * int8 weights (matmul_t_q8, quantize_rows): wq[n_out, n_in] int8 and one float32 scale per row,
  * w ~= wq * scale[:, None]. GEMV (decode) sums in integers: x as 30-bit integers under one scale,
  * split into two int16 halves, times the int8 weights widened to int16 (i32x4.dot_i16x8_s), the
- * sums exact, 4 rows of wq at a time as it streams them once; the row's scale multiplies the
+ * sums exact, one row of wq at a time as it streams them once; the row's scale multiplies the
  * finished sum. GEMM (prefill) converts 4 rows of wq at a time into a float scratch block (exact),
  * which all of x then passes in blocks of 2 rows, in the float kernel's order. See
  * kernels/README.md for the quantization rule, the integer sums and their error.
@@ -36,14 +37,14 @@ static v128_t hsum4(v128_t a, v128_t b, v128_t c, v128_t d) {
     return wasm_f32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
 }
 
-/* a . b over n floats. */
+/* a . b over n floats: the sums of dots_1x4, in its order (its lanes added as hsum4 adds them). */
 static float dot(const float *a, const float *b, unsigned n) {
     v128_t s = wasm_f32x4_splat(0);
     unsigned k = 0;
     for (; k + 4 <= n; k += 4)
         s = mac(s, wasm_v128_load(a + k), wasm_v128_load(b + k));
-    float sum = wasm_f32x4_extract_lane(s, 0) + wasm_f32x4_extract_lane(s, 1)
-              + wasm_f32x4_extract_lane(s, 2) + wasm_f32x4_extract_lane(s, 3);
+    float sum = (wasm_f32x4_extract_lane(s, 0) + wasm_f32x4_extract_lane(s, 2))
+              + (wasm_f32x4_extract_lane(s, 1) + wasm_f32x4_extract_lane(s, 3));
     for (; k < n; k++)
         sum += a[k] * b[k];
     return sum;
@@ -97,12 +98,11 @@ void block_x4(const float *x, const float *w, float *y, unsigned n, unsigned m, 
     }
 }
 
-/* y[m] = x[n] @ w[m, n].T: 4 rows of w at a time, then the last m % 4 one by one. */
+/* y[m] = x[n] @ w[m, n].T one row of w at a time: w is read as one stream, front to back, which
+ * the CPU's prefetcher follows best (measured 1.5x faster on cache-cold weights than 4 rows at a
+ * time, 4 streams). */
 static void gemv(const float *x, const float *w, float *y, unsigned n, unsigned m) {
-    unsigned j = 0;
-    for (; j + 4 <= m; j += 4)
-        wasm_v128_store(y + j, dots_1x4(x, w + j * n, n));
-    for (; j < m; j++)
+    for (unsigned j = 0; j < m; j++)
         y[j] = dot(x, w + j * n, n);
 }
 
@@ -196,66 +196,40 @@ static long long lanes_sum(v128_t a) {
 /* Steps of 16 weights between two flushes of the i32 sums into 64-bit ones: each lane gains at
  * most 4 * 127 * 2^14 = 2^23 a step, so 128 steps stay below 2^30. */
 #define FLUSH_STEPS 128
-#define ROWS_Q8 4
 
-/* y[j..j+ROWS_Q8) = (x . q_j) * scale_j for ROWS_Q8 rows of q (n int8 each) from x split by
- * split_x: the sums of v * q are exact integers D_j (int64), and y_j = (float)(D_j / mult) *
- * scale_j, the division in double. */
-static void rows_q8(const short *h, const short *l, float mult, const signed char *q, const float *scale,
-                    float *y, unsigned n) {
-    long long dh[ROWS_Q8] = {0}, dl[ROWS_Q8] = {0};
+/* (x . q) * scale for one row q of n int8, x split by split_x: the sum D = sum_k v_k * q_k in
+ * integers, exact, and (float)(D / mult, in double) * scale. */
+static float row_q8(const short *h, const short *l, float mult, const signed char *q, float scale, unsigned n) {
+    long long dh = 0, dl = 0;
     unsigned k = 0;
     while (k + 16 <= n) {
-        v128_t sh[ROWS_Q8], sl[ROWS_Q8];
-        for (int i = 0; i < ROWS_Q8; i++)
-            sh[i] = sl[i] = wasm_i32x4_splat(0);
+        v128_t sh = wasm_i32x4_splat(0), sl = sh;
         for (unsigned step = 0; step < FLUSH_STEPS && k + 16 <= n; step++, k += 16) {
-            v128_t h0 = wasm_v128_load(h + k), h1 = wasm_v128_load(h + k + 8);
-            v128_t l0 = wasm_v128_load(l + k), l1 = wasm_v128_load(l + k + 8);
-            for (int i = 0; i < ROWS_Q8; i++) {
-                v128_t v = wasm_v128_load(q + i * n + k);
-                v128_t q0 = wasm_i16x8_extend_low_i8x16(v), q1 = wasm_i16x8_extend_high_i8x16(v);
-                sh[i] = wasm_i32x4_add(sh[i], wasm_i32x4_add(wasm_i32x4_dot_i16x8(q0, h0), wasm_i32x4_dot_i16x8(q1, h1)));
-                sl[i] = wasm_i32x4_add(sl[i], wasm_i32x4_add(wasm_i32x4_dot_i16x8(q0, l0), wasm_i32x4_dot_i16x8(q1, l1)));
-            }
+            v128_t v = wasm_v128_load(q + k);
+            v128_t q0 = wasm_i16x8_extend_low_i8x16(v), q1 = wasm_i16x8_extend_high_i8x16(v);
+            sh = wasm_i32x4_add(sh, wasm_i32x4_add(wasm_i32x4_dot_i16x8(q0, wasm_v128_load(h + k)),
+                                                   wasm_i32x4_dot_i16x8(q1, wasm_v128_load(h + k + 8))));
+            sl = wasm_i32x4_add(sl, wasm_i32x4_add(wasm_i32x4_dot_i16x8(q0, wasm_v128_load(l + k)),
+                                                   wasm_i32x4_dot_i16x8(q1, wasm_v128_load(l + k + 8))));
         }
-        for (int i = 0; i < ROWS_Q8; i++) {
-            dh[i] += lanes_sum(sh[i]);
-            dl[i] += lanes_sum(sl[i]);
-        }
+        dh += lanes_sum(sh);
+        dl += lanes_sum(sl);
     }
-    for (int i = 0; i < ROWS_Q8; i++) {
-        long long d = dh[i] * 32768 + dl[i];
-        for (unsigned kt = k; kt < n; kt++)
-            d += ((long long)h[kt] * 32768 + l[kt]) * q[i * n + kt];
-        y[i] = (float)((double)d / (double)mult) * scale[i];
-    }
-}
-
-/* One row of q (n int8) against x split by split_x: as rows_q8 for a single row. */
-static float row_q8(const short *h, const short *l, float mult, const signed char *q, float scale, unsigned n) {
-    long long d = 0;
-    for (unsigned k = 0; k < n; k++)
+    long long d = dh * 32768 + dl;
+    for (; k < n; k++)
         d += ((long long)h[k] * 32768 + l[k]) * q[k];
     return (float)((double)d / (double)mult) * scale;
 }
 
-/* y[m] = (x[n] @ q[m, n].T) * scale[m] in integers (see split_x, rows_q8), with parts (4 n
- * bytes) as scratch for x's halves: ROWS_Q8 rows of q at a time, q read once. */
+/* y[m] = (x[n] @ q[m, n].T) * scale[m] in integers (see split_x, row_q8), with parts (4 n
+ * bytes) as scratch for x's halves; one row of q at a time, so q is read as one stream, front to
+ * back (measured ~1.6x faster on cache-cold weights than 4 rows at a time). */
 static void gemv_q8(const float *x, const signed char *q, const float *scale, float *y, unsigned n, unsigned m,
                     short *parts) {
     short *h = parts, *l = parts + n;
     float mult = split_x(x, h, l, n);
-    unsigned j = 0;
-    if (mult == 0 || mult != mult) {
-        for (; j < m; j++)
-            y[j] = mult * scale[j];  /* 0, or NaN */
-        return;
-    }
-    for (; j + ROWS_Q8 <= m; j += ROWS_Q8)
-        rows_q8(h, l, mult, q + j * n, scale + j, y + j, n);
-    for (; j < m; j++)
-        y[j] = row_q8(h, l, mult, q + j * n, scale[j], n);
+    for (unsigned j = 0; j < m; j++)
+        y[j] = mult == 0 || mult != mult ? mult * scale[j] : row_q8(h, l, mult, q + j * n, scale[j], n);
 }
 
 /* i32x4 -> f32x4. The empty asm hides where the i32s came from: otherwise clang-14 folds

@@ -31,8 +31,7 @@ SHAPES = [(1, 1, 1), (1, 3, 5), (1, 4, 4), (1, 6, 7), (1, 9, 2), (1, 33, 66),
           (1, 768, 2304), (128, 768, 3072)]
 
 # int8 (n_seq, n_in, n_out): every remainder of n_in mod 16 and mod 4 (the GEMV's 16-wide steps,
-# the GEMM's 4-wide), of n_out mod 8 and mod 4 (the GEMV's 4-row passes; the GEMM's blocks of 4
-# rows of w), of n_seq mod 2 and 4 (the GEMM's pairs of rows of x; its tail rows of w meet 4 rows
+# the GEMM's 4-wide), of n_out mod 4 (the GEMM's blocks of 4 rows of w), of n_seq mod 2 and 4 (the GEMM's pairs of rows of x; its tail rows of w meet 4 rows
 # of x); n_in past the GEMV's 2048 weights between flushes of its integer sums (4100); then GPT-2
 # small's shapes (every layer matrix at one token, MLP up and down at 128).
 SHAPES_Q8 = [(1, 1, 1), (1, 3, 5), (1, 4, 4), (1, 15, 7), (1, 16, 8), (1, 17, 9), (1, 20, 12),
@@ -207,7 +206,7 @@ def test_int8_products(node, tmp_path):
     pairs = []
     for t, n, m in SHAPES_Q8:
         x, w = rng.standard_normal((t, n), dtype=np.float32), rng.standard_normal((m, n), dtype=np.float32)
-        if m >= 7:  # the edge rows replace the first 7 (the GEMM's widened blocks, the GEMV's 4-row passes)
+        if m >= 7:  # the edge rows replace the first 7 (the GEMM's widened blocks)
             w[:7] = special_rows(n)
         pairs.append((x, w))
     # the GEMV's edges: x all zeros, x so small that it counts as zeros, x holding inf, or NaN
