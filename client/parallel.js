@@ -244,30 +244,27 @@ export class ParallelModel {
     delete reply.feed;
     const run = this.#reply = { tokens: new TokenQueue(), ending: false, finished: false, unlisten: null };
     const running = split && !feed ? Promise.reject(new Error("no reply in progress"))
-      : split && this.info.shared ? this.#generate(run) : this.#pump(run, feed);
+      : split && !this.info.shared ? this.#pump(run, feed)
+      : this.#pushed(run, split ? () => Promise.all(this.#shards().map(s => s.shard_generate())) : () => this.#lead.generate());
     run.done = running.catch(error => run.tokens.fail(error));
     return JSON.stringify(reply);
   }
 
-  /** One worker, or shards that exchange through this thread: ask for each token in turn. */
+  /** Shards that exchange through this thread: run each pass, then ask the lead for the token. */
   async #pump(run, feed) {
     while (!run.ending) {
-      let token;
-      if (this.#active === 1) {
-        token = JSON.parse(await this.#lead.step());
-      } else {
-        await this.forward(...feed);
-        token = JSON.parse(await this.#lead.shard_next());
-        feed = token.feed;
-      }
+      await this.forward(...feed);
+      const token = JSON.parse(await this.#lead.shard_next());
+      feed = token.feed;
       run.tokens.put(token);
       if (token.finish) return;
     }
   }
 
-  /** Shards that share memory: every shard runs the reply among themselves (shard_generate) and
-   * the lead pushes each token (a Token event). */
-  async #generate(run) {
+  /** One worker (generate), or shards that share memory (shard_generate in every shard, the
+   * passes run among themselves): the model runs the reply by itself and the lead pushes each
+   * token (a Token event). */
+  async #pushed(run, generate) {
     const lead = this.#workers[0];
     const listen = message => {
       const event = pushed(message);
@@ -275,8 +272,8 @@ export class ParallelModel {
     };
     lead.addEventListener("message", listen);
     run.unlisten = () => lead.removeEventListener("message", listen);
-    Atomics.store(this.#control, CONTROL.stop, 0);
-    await Promise.all(this.#shards().map(s => s.shard_generate()));
+    if (this.#active > 1) Atomics.store(this.#control, CONTROL.stop, 0);
+    await generate();
   }
 
   /** Stop the reply in progress, if any (within a token), and wait until the model has. */
@@ -285,6 +282,7 @@ export class ParallelModel {
     if (!run) return;
     run.ending = true;
     if (this.#control) Atomics.store(this.#control, CONTROL.stop, 1);
+    if (this.#active === 1) await this.#lead.stop();  // generate ends at its next token
     await run.done;
     run.unlisten?.();
     this.#reply = null;

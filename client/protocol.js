@@ -137,7 +137,7 @@
  */
 
 /**
- * @typedef {object} Token  shard_generate (the lead): one token of the reply, pushed as soon as it is picked.
+ * @typedef {object} Token  generate, shard_generate (the lead): one token of the reply, pushed as soon as it is picked.
  * @property {"token"} kind
  * @property {string} text
  * @property {number} token_id
@@ -155,4 +155,4 @@ export const EVENT = Object.freeze({progress: "progress", status: "status", shar
 export const CONTROL = Object.freeze({arrivals: 0, generation: 1, stop: 2, n_ids: 3, position: 4, ids: 5});
 
 /** The model worker's exported functions. */
-export const FUNCTIONS = Object.freeze(["load", "cancel", "release", "defaults", "start", "step", "stop", "tokenize", "logits", "heap_bytes", "cache_models", "cache_delete", "model_size", "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_generate", "shard_stop", "shard_share", "shard_busy"]);
+export const FUNCTIONS = Object.freeze(["load", "cancel", "release", "defaults", "start", "step", "generate", "stop", "tokenize", "logits", "heap_bytes", "cache_models", "cache_delete", "model_size", "shard_load", "shard_start", "shard_feed", "shard_exchange", "shard_next", "shard_generate", "shard_stop", "shard_share", "shard_busy"]);

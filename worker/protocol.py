@@ -197,7 +197,7 @@ class Shards:
 
 @dataclass(frozen=True)
 class Token(StepReply):
-    """shard_generate (the lead): one token of the reply, pushed as soon as it is picked."""
+    """generate, shard_generate (the lead): one token of the reply, pushed as soon as it is picked."""
 
     kind: ClassVar[str] = "token"
 
@@ -211,7 +211,7 @@ CONTROL = ("arrivals", "generation", "stop", "n_ids", "position", "ids")
 # The model worker's exported functions: (request, reply). Arrays: Float32Array in or out.
 FUNCTIONS = {
     "load": (LoadRequest, LoadReply), "cancel": (None, None), "release": (None, None), "defaults": (None, "GenerationSettings fields"),
-    "start": (StartRequest, StartReply), "step": (None, StepReply), "stop": (None, None),
+    "start": (StartRequest, StartReply), "step": (None, StepReply), "generate": (None, None), "stop": (None, None),
     "tokenize": ("text", "token ids"), "logits": ("token ids", "Float32Array"), "heap_bytes": (None, "bytes"),
     "cache_models": (None, CachedModels), "cache_delete": (ModelRequest, CachedModels),
     "model_size": (ModelRequest, ModelSize),

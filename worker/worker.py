@@ -3,6 +3,7 @@ functions with `await`; progress is pushed to it with postMessage. Arguments and
 JSON strings, so nothing depends on how the two interpreters convert objects."""
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict
 
@@ -15,7 +16,8 @@ from worker.cache_manager import cache_delete, cache_models, model_size
 from worker.download import cancel_load as cancel
 from worker.kernels import kernels_bytes
 from worker.loading import load_checkpoint
-from worker.protocol import FUNCTIONS, ErrorReply, LoadRequest, begin_reply, encode, read, step_reply
+from worker.protocol import (FUNCTIONS, ErrorReply, LoadRequest, StepReply, Token, begin_reply, encode, read,
+                             step_reply)
 from worker.shard import shard_busy, shard_exchange, shard_feed, shard_next, shard_share, shard_start, shard_stop
 
 state: dict = {"model": None, "session": None, "decoder": None}
@@ -58,11 +60,25 @@ def start(request: str) -> str:
 
 def step() -> str:
     """The next token of the current reply: a StepReply."""
+    return encode(next_step())
+
+
+def next_step() -> StepReply:
     decoder: Decoder = state["decoder"]
     token = decoder.next(state["session"].run(*decoder.feed))
     if decoder.feed is None:
         state["decoder"] = None
-    return encode(step_reply(token, state["model"].tokenizer))
+    return step_reply(token, state["model"].tokenizer)
+
+
+async def generate() -> None:
+    """After start: the rest of the reply, each token pushed to the page (a Token event) as soon
+    as it is picked, until it is finished or stop() ends it; between two tokens the worker
+    answers other calls, stop among them."""
+    decoder = state["decoder"]
+    while decoder is not None and state["decoder"] is decoder:
+        push(Token(**asdict(next_step())))
+        await asyncio.sleep(0)  # Pyodide schedules it at once, through a MessageChannel
 
 
 def stop() -> None:
