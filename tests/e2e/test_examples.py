@@ -128,6 +128,7 @@ def test_browser_llm_js_aborts_and_rejects_what_it_cannot_load(js_example, hub):
     assert result["after"] == [s.text for s in fixture_model("tiny").generate("Hello", temperature=0, max_new_tokens=5)]
     assert "test/no-such-model" in result["refused"] or "not found" in result["refused"]
     app.errors[:] = [e for e in app.errors if "404" not in e]  # the hub's answer for the missing repository
+    hub.clear_requests()  # the session's hub: only this download's requests count below
     hub.set_fault("test/odd-heads", "model.safetensors", delay=0.3)  # a slow download, aborted once it runs
     try:
         aborted = app.page.evaluate("""async ({endpoint}) => {
