@@ -130,7 +130,9 @@ def test_a_cut_download_resumes_from_the_bytes_received(hub, tmp_path):
     done = hub_generate(hub, tmp_path)
     assert done.returncode == 0, done.stderr
     first, second = bodies(hub)
-    assert first.range is None and second.range == f"bytes={first.bytes_sent}-" and second.status == 206
+    # from what arrived: all the hub sent, or less when the cut connection dropped its last piece
+    resumed_from = int(second.range.removeprefix("bytes=").removesuffix("-"))
+    assert first.range is None and 0 < resumed_from <= first.bytes_sent and second.status == 206
 
 
 def test_an_html_page_instead_of_the_file_is_refused(hub, tmp_path):
