@@ -17,6 +17,8 @@
 //                                           scale) in [-127, 127]; a row whose scale is 0 gets q = 0)
 //   matmul_t(x, nSeq, handle) -> y          y = x @ w.T, a new Float32Array [nSeq, nOut]
 //   matmulInto(x, nSeq, handle, y)          the same into y; both take either kind of handle
+//   rowsInto(handle, ids, out)              copies rows ids (Int32Array [n]) of a float32 handle's
+//                                           w into out (Float32Array [n, nIn]): an embedding lookup
 //   quantized(handle) -> { q, scales }      copies of an int8 handle's Int8Array q and Float32Array scales
 //   dequantized(handle) -> Float32Array     the matrix a handle multiplies by: q * scale for int8
 //   shape(handle) -> { nOut, nIn, int8 }    a handle's shape and kind
@@ -175,6 +177,22 @@ export class MatmulKernels {
     } finally {
       this.wasm.heap_release(mark);
     }
+  }
+
+  /**
+   * Rows of a float32 weight matrix, copied out: w[ids] (a tied LM head read back as the token
+   * embedding, so the model holds that matrix once).
+   * @param {Int32Array} ids [n] row indices, each in [0, nOut)
+   * @param {Float32Array} out [n, nIn], row-major
+   */
+  rowsInto(handle, ids, out) {
+    const { ptr, scales, nOut, nIn } = this.weights[handle];
+    if (scales !== undefined) throw new TypeError(`weight ${handle} is int8: its rows are not kept as float32`);
+    checkLength(out, ids.length * nIn, "out");
+    ids.forEach((id, i) => {
+      if (!(id >= 0 && id < nOut)) throw new RangeError(`row ${id} of a matrix of ${nOut} rows`);
+      out.set(this.view(ptr + 4 * id * nIn, nIn), i * nIn);
+    });
   }
 
   /** The byte offset of `floats` new float32s in the module's memory. */

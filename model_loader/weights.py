@@ -55,6 +55,8 @@ class Keep(Protocol):
 
     def rows(self, field: str) -> slice | None: ...
 
+    def held(self, field: str, part: np.ndarray) -> object: ...
+
 
 class ParamsBuilder:
     """Builds params from checkpoint tensors handed over one at a time, in any order. Each is
@@ -93,7 +95,7 @@ class ParamsBuilder:
             array = engine_array(dtype_name, array, transposed)
         check_finite(name, array)
         if rows is not None:
-            self.arrays[layer][field] = array if array.size else None
+            self.arrays[layer][field] = self.keep.held(field, array) if array.size else None
         else:
             self.arrays[layer][field] = self.keep(field, array) if self.keep else array
 

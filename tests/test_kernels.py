@@ -120,6 +120,28 @@ console.log(JSON.stringify({ bytesAfterFirstPass, bytes, addInt8Growth: fresh.by
 """
 
 # The committed module validates and exports what kernels/matmul.js uses.
+# Reads rows of a float32 handle back (rowsInto: the embedding lookup of a tied LM head held by
+# the kernels), after a second matrix has grown the memory; then asks an int8 handle for rows and a
+# row past the end, each of which must throw.
+RUN_ROWS = """
+import { readFileSync, writeFileSync } from "node:fs";
+const [kernelsUrl, wasmPath, dataPath, outPath, nOut, nIn, idsJson] = process.argv.slice(1);
+const { loadKernels } = await import(kernelsUrl);
+const kernels = await loadKernels(readFileSync(wasmPath));
+const data = readFileSync(dataPath);
+const w = new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4);
+const handle = kernels.addWeight(w, +nOut, +nIn);
+const q8 = kernels.addWeightInt8(w, +nOut, +nIn);
+const ids = Int32Array.from(JSON.parse(idsJson));
+const out = new Float32Array(ids.length * nIn).fill(NaN);
+kernels.rowsInto(handle, ids, out);
+writeFileSync(outPath, out);
+const refused = [[q8, [0]], [handle, [+nOut]], [handle, [-1]]].map(([h, bad]) => {
+  try { kernels.rowsInto(h, Int32Array.from(bad), new Float32Array(nIn)); return null; } catch (e) { return e.name; }
+});
+console.log(JSON.stringify({ refused }));
+"""
+
 CHECK_MODULE = """
 import { readFileSync } from "node:fs";
 const bytes = readFileSync(process.argv[1]);
@@ -178,6 +200,19 @@ def test_products_equal_numpy(node, tmp_path):
         scale = np.abs(x) @ np.abs(w).T
         assert np.all(np.abs(y - x @ w.T) <= 1e-5 * scale), shape
     assert at == out.size
+
+
+def test_rows_read_back_a_float32_matrix(node, tmp_path):
+    """rowsInto copies the asked rows of a float32 matrix out of the kernels' memory, in the order
+    asked, repeats included; an int8 matrix (whose float32 rows are not kept) and rows out of range
+    are refused."""
+    w = np.random.default_rng(3).standard_normal((50, 13), dtype=np.float32)
+    ids = [49, 0, 7, 7, 31]
+    w.tofile(tmp_path / "w.f32")
+    result = run_node(node, RUN_ROWS, (KERNELS / "matmul.js").as_uri(), WASM, tmp_path / "w.f32",
+                      tmp_path / "rows.f32", *w.shape, json.dumps(ids))
+    assert np.array_equal(np.fromfile(tmp_path / "rows.f32", dtype=np.float32).reshape(len(ids), 13), w[ids])
+    assert result["refused"] == ["TypeError", "RangeError", "RangeError"]
 
 
 def special_rows(n_in: int) -> np.ndarray:

@@ -28,15 +28,16 @@ def table_bytes(name: str, fields: set[str]) -> int:
 
 @pytest.mark.parametrize("name", list(SIZES))
 @pytest.mark.parametrize("n_shards", [1, 2, 5])
-def test_the_kernels_hold_the_block_matrices_and_the_heap_the_rest(name, n_shards):
+def test_the_kernels_hold_the_block_matrices_and_the_head_and_the_heap_the_rest(name, n_shards):
     matrices = table_bytes(name, gpt2.params.MATRICES)
+    head = table_bytes(name, {"lm_head"})  # float32: the tied wte, moved; int8: a copy beside it
     need = worker_need(gpt2, config(name), n_shards, kernels=True, int8=False)
-    assert need.kernels == matrices // n_shards
-    embeddings = table_bytes(name, {"wte", "wpe"})
-    assert need.heap > embeddings // n_shards  # and the KV cache, one chunk and one tensor while loading
+    assert need.kernels == pytest.approx((matrices + head) / n_shards, abs=2)
     int8 = worker_need(gpt2, config(name), n_shards, kernels=True, int8=True)
-    head = table_bytes(name, {"lm_head"})  # held again in int8 beside the tied wte
     assert int8.kernels == pytest.approx((matrices + head) / 4 / n_shards, abs=2)
+    embedding = table_bytes(name, {"wte"})  # in the heap in int8 (exact rows), not in float32
+    assert int8.heap - need.heap == pytest.approx(embedding / n_shards, abs=2)
+    assert need.heap > table_bytes(name, {"wpe"}) // n_shards  # and the KV cache, one chunk and one tensor
     numpy = worker_need(gpt2, config(name), n_shards, kernels=False, int8=False)
     assert numpy.kernels == 0 and numpy.heap >= need.heap + matrices // n_shards - 1
 
@@ -51,9 +52,10 @@ def test_how_many_workers_each_size_takes():
     assert workers_needed(gpt2, config("gpt2-large"), kernels=False, int8=False).n_shards == 2
     for name in ("gpt2", "gpt2-medium"):
         assert workers_needed(gpt2, config(name), kernels=True, int8=False).n_shards == 1
-    # read whole (no browser cache): the file sits in the heap beside the weights
-    assert workers_needed(gpt2, config("gpt2-large"), kernels=True, int8=False,
-                          whole_file=gpt2.weight_bytes(config("gpt2-large"))).n_shards == 2
+    # read whole (no browser cache): the file sits in the heap, so XL's cannot be read whole at all
+    large, xl = gpt2.weight_bytes(config("gpt2-large")), gpt2.weight_bytes(config("gpt2-xl"))
+    assert worker_need(gpt2, config("gpt2-large"), 1, kernels=True, int8=False, whole_file=large).heap > large
+    assert workers_needed(gpt2, config("gpt2-xl"), kernels=True, int8=True, whole_file=xl) is None
 
 
 def test_refusals_say_how_many_workers_or_that_the_device_is_too_small():

@@ -13,7 +13,8 @@ from safetensors.numpy import save
 from support import MODEL_NAMES, MODELS, fixture_model
 from test_loader import BAD_FILES, safetensors_bytes, traced_peak
 from engine import GPT2Config, Shard, gpt2
-from engine.gpt2 import ShardSlicer, slice_params
+from engine.parallel import run_shards
+from engine.gpt2 import ShardSlicer, map_matrices, slice_params
 from engine.gpt2.params import stored_shapes, tensors as tensor_table
 from model_loader.safetensors import SafetensorsError, SafetensorsStream, read_safetensors
 from model_loader.checkpoint import feed_file, stream_params
@@ -125,6 +126,48 @@ def test_a_checkpoint_with_an_lm_head_streams_like_the_whole_file(head):
         shard = Shard(TOY, parts)
         assert_same_shard(shard, Shard(TOY, slice_params(whole, TOY, index, 3)))
         assert (parts.lm_head is parts.wte) == (head == "equal to wte")
+
+
+class Held:
+    """A matrix held apart, as worker/kernels.py's HeldWeight holds one in the kernels' memory:
+    multiplied by (matmul_t) and read by rows (w[ids], len(w)), never a NumPy array."""
+
+    def __init__(self, matrix: np.ndarray):
+        self.matrix, self.shape, self.nbytes, self.size = matrix.copy(), matrix.shape, matrix.nbytes, matrix.size
+
+    def matmul_t(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.matrix.T
+
+    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        return self.matrix[ids]
+
+    def __len__(self) -> int:
+        return len(self.matrix)
+
+
+def hold(matrix):
+    return matrix if isinstance(matrix, Held) else Held(matrix)
+
+
+@pytest.mark.parametrize("head", [None, "own", "equal to wte"])
+def test_a_held_embedding_is_the_held_lm_head_with_the_same_logits(head):
+    """With hold_embedding, each shard's rows of wte go to hold as they are read (the float32
+    kernels); a tied head is then that same held matrix, whose rows the embedding reads back, and
+    the split model's logits are those of the NumPy shards."""
+    wte = read_safetensors(synthetic_checkpoint(TOY))["wte.weight"][1]
+    raw = synthetic_checkpoint(TOY, lm_head=None if head is None else wte + 1 if head == "own" else wte)
+    whole = build_params(gpt2, read_safetensors(raw), TOY)
+    held, plain = [], []
+    for index in range(2):
+        parts = stream_params(gpt2, TOY, blocks_of(raw, 777), len(raw), ShardSlicer(TOY, index, 2, hold, True))
+        assert isinstance(parts.wte, Held) and isinstance(parts.blocks[0].w_fc, Held)
+        parts = map_matrices(parts, hold, head=True, tied_embedding=True)
+        assert isinstance(parts.lm_head, Held) and (parts.lm_head is parts.wte) == (head != "own")
+        held.append(Shard(TOY, parts))
+        plain.append(Shard(TOY, slice_params(whole, TOY, index, 2)))
+    ids = [0, 95, 47, 48, 3]  # the first shard's vocabulary ends at 48
+    expected = run_shards(plain, ids, 0, last_only=False)
+    assert np.allclose(run_shards(held, ids, 0, last_only=False), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_unused_bytes_are_skipped_and_empty_tensors_handed_out():

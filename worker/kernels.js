@@ -27,6 +27,11 @@ class PyKernels {
       : this.kernels.addWeight(b.data, b.shape[0], b.shape[1]));
   }
 
+  /** Rows `ids` (an int32 NumPy array [n]) of a float32 matrix `handle` into `out` [n, nIn]. */
+  rowsInto(handle, ids, out) {
+    withBuffers([ids, out], ([bi, bo]) => this.kernels.rowsInto(handle, bi.data, bo.data));
+  }
+
   /** y = x @ w.T for the matrix `handle`; x [nSeq, nIn] and y [nSeq, nOut] C-contiguous float32. */
   matmulInto(x, handle, y) {
     withBuffers([x, y], ([bx, by]) => this.kernels.matmulInto(bx.data, bx.shape[0], handle, by.data));

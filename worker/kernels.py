@@ -36,6 +36,17 @@ class HeldWeight:
         self.kernels.matmulInto(np.ascontiguousarray(x, dtype=np.float32), self.handle, y)
         return y
 
+    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of a float32 matrix, as NumPy's w[ids] (the token embedding of a tied LM head
+        held here): [n] -> [n, n_in]"""
+        rows = np.empty((len(ids), self.shape[1]), dtype=np.float32)
+        if len(rows):
+            self.kernels.rowsInto(self.handle, np.ascontiguousarray(ids, dtype=np.int32), rows)
+        return rows
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
 
 class Holder:
     """Moves weight matrices into one instance of the kernels (one per model), as float32 or as
@@ -65,10 +76,17 @@ def uses_kernels(kernels: str) -> bool:
 
 
 def hold_params(params, architecture, hold: Holder | None):
-    """params with the blocks' matrices held by `hold`, and in int8 the LM head too: a quarter
-    of its bytes to read per token (in float32 a held head would be a second copy of the same
-    speed)."""
-    return architecture.map_matrices(params, hold, head=hold is not None and hold.int8)
+    """params with the blocks' matrices and the LM head held by `hold`. In float32 a tied token
+    embedding is the held head itself (its rows read back from the kernels: the matrix is held
+    once, and leaves NumPy's heap); in int8 the head is a quarter-size copy beside the float32
+    embedding (whose rows must stay exact)."""
+    return architecture.map_matrices(params, hold, head=hold is not None, tied_embedding=holds_embedding(hold))
+
+
+def holds_embedding(hold: Holder | None) -> bool:
+    """Whether the token embedding goes to the kernels with `hold` (float32: as the tied LM
+    head, its rows read back), or stays in NumPy (int8, whose head only approximates it)."""
+    return hold is not None and not hold.int8
 
 
 def held_weight(params) -> HeldWeight | None:

@@ -21,7 +21,7 @@ from worker.browser_tokenizer import wasm_tokenizer
 from worker.cache import Cache
 from worker.checkpoint_files import LocalFiles, Source, fetch_checkpoint, hold_download_lock, hub_files
 from worker.download import begin_load, keep_partials_of
-from worker.kernels import hold_params, kernels_of, uses_kernels, weight_holder
+from worker.kernels import hold_params, holds_embedding, kernels_of, uses_kernels, weight_holder
 from worker.memory import MEMORY_LIMIT, refusal
 from worker.protocol import ErrorReply, LoadReply, LoadRequest, Progress, Shards, Status
 from worker.weight_stream import WeightStream
@@ -202,7 +202,8 @@ async def read_shard(source: Source, cache: Cache, progress: LoadProgress, label
         tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
         check_vocabulary(tokenizer, config)
     hold = await weight_holder(request.kernels, request.weights)  # the block matrices go to the kernels as they come
-    builder = ParamsBuilder(architecture, config, architecture.ShardSlicer(config, index, n_shards, hold))
+    keep = architecture.ShardSlicer(config, index, n_shards, hold, holds_embedding(hold))
+    builder = ParamsBuilder(architecture, config, keep)
     for name, weights in [(name, have.pop(name)) for name in names]:
         stream = file_stream(builder, weights.size, name)
         async for block in weights.blocks():

@@ -2,11 +2,12 @@
 big download, so a model this device cannot hold is refused before any weight is requested.
 
 A worker has two WebAssembly memories, each at most 4 GiB (32-bit): Pyodide's heap and, with the
-SIMD kernels, the kernels' own, which holds the blocks' weight matrices (a quarter of their bytes
-in int8). The heap holds the rest of the shard's weights (the embeddings, NumPy's matrices when
-there are no kernels), its KV cache, and while loading one cache chunk and one tensor (the rolling
-download and the tensor-by-tensor read), or the whole file where it is read whole (no cache, a
-.bin). Pure arithmetic: worker/loading.py applies it, tests/test_memory.py checks it."""
+SIMD kernels, the kernels' own, which holds the blocks' weight matrices and the LM head (a quarter
+of their bytes in int8; in float32 the head is the tied token embedding, whose rows the embedding
+reads back). The heap holds the rest of the shard's weights (the position embedding, the token
+embedding in int8, NumPy's matrices when there are no kernels), its KV cache, and while loading
+one cache chunk and one tensor (the rolling download and the tensor-by-tensor read), or the
+whole file where it is read whole (no cache, a .bin). Pure arithmetic: worker/loading.py applies it, tests/test_memory.py checks it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,14 +41,12 @@ def worker_need(architecture: ModuleType, config, n_shards: int, kernels: bool, 
     """One worker's peak memory for a shard (1 of n_shards); whole_file: the bytes of a weight
     file it reads whole (0 when it streams it)."""
     params = architecture.param_count(config)
-    matrices = architecture.matrix_params(config) if kernels else 0
-    held = matrices * (1 if int8 else 4) // n_shards  # int8: a byte a weight (and a scale a row)
-    head = 4 * config.n_vocab * config.n_embd
-    heap = 4 * (params - matrices) // n_shards + architecture.kv_cache_bytes(config) // n_shards
-    if kernels and int8:
-        held += head // 4 // n_shards  # the LM head, held again in int8 beside the tied wte
+    head = config.n_vocab * config.n_embd  # the LM head's parameters: the tied wte
+    held = architecture.matrix_params(config) + head if kernels else 0  # the blocks' matrices and the head
+    in_heap = params - held + (head if kernels and int8 else 0)  # int8 keeps the embedding in float32 too
+    heap = 4 * in_heap // n_shards + architecture.kv_cache_bytes(config) // n_shards
     loading = whole_file or CHUNK_SIZE + 4 * architecture.largest_tensor_params(config)
-    return Need(n_shards, BASE_HEAP + heap + loading, held)
+    return Need(n_shards, BASE_HEAP + heap + loading, held * (1 if int8 else 4) // n_shards)
 
 
 def workers_needed(architecture: ModuleType, config, kernels: bool, int8: bool, whole_file: int = 0,

@@ -11,7 +11,8 @@ drivers (one worker, shards in one process, shards in workers) are in engine/par
 Weights are stored (out, in) C-contiguous: in Pyodide (NumPy without BLAS) einsum over that
 layout is 2-5x faster than matmul over Hugging Face's (in, out) layout; native NumPy hands the
 same products to BLAS. In the browser the weight matrices are usually held by WebAssembly SIMD
-kernels instead (worker/kernels.py's HeldWeight): `project` takes either.
+kernels instead (worker/kernels.py's HeldWeight): `project` takes either, and `embeddings` reads
+the rows of a tied LM head held there.
 """
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ def embeddings(ids: Sequence[int], position: int, params: Params) -> np.ndarray:
     rows = np.asarray(ids, dtype=np.int64) - params.vocab_start
     mine = (rows >= 0) & (rows < len(params.wte))
     x = np.zeros((len(rows), params.wte.shape[1]), dtype=np.float32)
-    x[mine] = params.wte[rows[mine]]
+    x[mine] = params.wte[rows[mine]]  # a NumPy array, or a tied LM head held by the kernels
     if params.wpe is not None:
         x += params.wpe[position:position + len(rows)]
     return x

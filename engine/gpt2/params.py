@@ -34,12 +34,12 @@ class Params:
     """The weights of a GPT-2, or of one shard of it: the token embedding and the LM head hold
     the rows of vocabulary ids vocab_start..vocab_start+len(wte); wpe is None off the first shard."""
 
-    wte: np.ndarray      # [vocab, n_embd]
+    wte: np.ndarray      # [vocab, n_embd] (or the tied LM head held by kernels)
     wpe: np.ndarray | None  # [n_ctx, n_embd]
     blocks: list[Block]
     ln_f_g: np.ndarray
     ln_f_b: np.ndarray
-    lm_head: np.ndarray  # [vocab, n_embd]; the same array as wte when tied (or a copy held by kernels)
+    lm_head: np.ndarray  # [vocab, n_embd]; the same array as wte when tied (or held by kernels)
     vocab_start: int = 0
     tied: bool = False  # the LM head is wte
 
@@ -95,28 +95,35 @@ def tensors(config: GPT2Config) -> dict[str, Tensor]:
     return table | {name: spec(field, None) for name, field in TOP_TENSORS.items()}
 
 
+def every_row(matrix) -> np.ndarray:
+    """A matrix as a NumPy array: itself, or all its rows read back from where it is held."""
+    return matrix if isinstance(matrix, np.ndarray) else matrix[np.arange(len(matrix))]
+
+
 def make_params(config: GPT2Config, blocks: list[dict], top: dict, keep: object = None) -> Params:
     """Params from the arrays of each block's fields and of the other fields, as kept by
     `keep` (a ShardSlicer: a shard's parts). The LM head is tied to wte when absent or equal to it."""
     wte, lm_head = top["wte"], top.get("lm_head")
     vocab_start = keep.vocab.start if isinstance(keep, ShardSlicer) else 0
-    tied = lm_head is None or lm_head is wte or np.array_equal(lm_head, wte)
+    tied = lm_head is None or lm_head is wte or np.array_equal(lm_head, every_row(wte))
     return Params(wte=wte, wpe=top["wpe"], blocks=[Block(**arrays) for arrays in blocks], ln_f_g=top["ln_f_g"],
                   ln_f_b=top["ln_f_b"], lm_head=wte if tied else lm_head, vocab_start=vocab_start, tied=tied)
 
 
-def map_matrices(params: Params, hold: Callable[[np.ndarray], object] | None, head: bool = False) -> Params:
+def map_matrices(params: Params, hold: Callable[[np.ndarray], object] | None, head: bool = False,
+                 tied_embedding: bool = False) -> Params:
     """The params with each block's weight matrices, and with `head` the LM head's, replaced by
-    hold(matrix): one held by WASM kernels, say (no hold: the params as they are). The
-    embeddings stay NumPy arrays (the embedding takes rows of wte; a tied head held apart is a
-    second copy of it)."""
+    hold(matrix): one held by WASM kernels, say (no hold: the params as they are). The token
+    embedding stays a NumPy array, unless `tied_embedding` and the head is tied: then wte is the
+    held head too (what hold returns must then give rows as w[ids] does, and len(w))."""
     if hold is None:
         return params
     blocks = [Block(**{field: hold(a) if field in MATRICES else a for field, a in vars(block).items()})
               for block in params.blocks]
-    return Params(wte=params.wte, wpe=params.wpe, blocks=blocks, ln_f_g=params.ln_f_g, ln_f_b=params.ln_f_b,
-                  lm_head=hold(params.lm_head) if head else params.lm_head, vocab_start=params.vocab_start,
-                  tied=params.tied)
+    lm_head = hold(params.lm_head) if head else params.lm_head
+    wte = lm_head if head and tied_embedding and params.tied else params.wte
+    return Params(wte=wte, wpe=params.wpe, blocks=blocks, ln_f_g=params.ln_f_g, ln_f_b=params.ln_f_b,
+                  lm_head=lm_head, vocab_start=params.vocab_start, tied=params.tied)
 
 
 def split_range(n: int, parts: int, index: int) -> slice:
@@ -137,15 +144,16 @@ class ShardSlicer:
     its heads' q, k, v, their columns of w_attn_proj, its hidden units' rows of w_fc and b_fc
     and columns of w_mlp_proj, its vocabulary rows of wte and lm_head, wpe on shard 0 only;
     the rest whole (layer norms, the output biases). Called as keep(field, array). With `hold`,
-    the block matrices are handed to hold(part) as they come (map_matrices' hold), so the
-    shard's NumPy copies of them never exist all at once."""
+    the block matrices (and with hold_embedding its rows of wte) are handed to hold(part) as
+    they come (map_matrices' hold), so the shard's NumPy copies of them never exist all at once."""
 
     def __init__(self, config: GPT2Config, index: int, n_shards: int,
-                 hold: Callable[[np.ndarray], object] | None = None):
+                 hold: Callable[[np.ndarray], object] | None = None, hold_embedding: bool = False):
         if not 1 <= n_shards <= max_shards(config):
             raise ValueError(f"{n_shards} shards for {config.n_head} heads: use 1 to {config.n_head}")
         c, d = config.n_embd, config.head_dim
         self.index, self.hold = index, hold
+        self.held_fields = (MATRICES | ({"wte"} if hold_embedding else set())) if hold else set()
         self.heads = split_range(config.n_head, n_shards, index)
         self.vocab = split_range(config.n_vocab, n_shards, index)
         cols = slice(self.heads.start * d, self.heads.stop * d)
@@ -166,8 +174,12 @@ class ShardSlicer:
         `array` (or what hold made of it); None for wpe off shard 0."""
         if field == "wpe" and self.index:
             return None
-        part = array[self.parts.get(field, ...)].copy()
-        return self.hold(part) if self.hold and field in MATRICES else part
+        return self.held(field, array[self.parts.get(field, ...)].copy())
+
+    def held(self, field: str, part: np.ndarray) -> object:
+        """This shard's part of a parameter (cut already, by __call__ or by a reader of its rows)
+        as the shard keeps it: what hold made of it, for the fields held."""
+        return self.hold(part) if field in self.held_fields else part
 
 
 def slice_params(params: Params, config: GPT2Config, index: int, n_shards: int) -> Params:
