@@ -277,6 +277,16 @@ def test_float64_weights_beyond_float32_are_refused():
         builder.add("ln_f.bias", "F64", np.full(64, 1e300))
 
 
+def test_finite_weights_whose_sum_overflows_are_kept():
+    from model_loader.weights import ParamsBuilder
+    builder = ParamsBuilder(gpt2, parse_config(json.dumps(GOOD_CONFIG), ARCHITECTURES))
+    huge = np.full(64, 3e38, np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(huge.sum())  # so each weight is checked
+    builder.add("ln_f.bias", "F32", huge.copy())
+    assert np.array_equal(builder.arrays[None]["ln_f_b"], huge)
+
+
 @pytest.mark.parametrize("change, message", [
     ({"n_layer": 10**6}, "n_layer is 1000000, expected an integer from 1 to 256"),
     ({"n_embd": 2**20, "n_head": 1}, "n_embd is 1048576"),

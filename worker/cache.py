@@ -18,7 +18,7 @@ from worker.chunk_store import (FileKey, chunk_count, chunk_lengths, chunk_span,
 
 
 
-READ_AHEAD = 2  # cached chunks read and hashed (WebCrypto, off the worker's thread) ahead of the one in use
+READ_AHEAD = 2  # cached chunks read and hashed (by idb.js's chunk reader, a thread of its own) ahead of the one in use
 
 
 def js_key(parts) -> object:
@@ -44,9 +44,11 @@ class Cache:
     @classmethod
     async def open(cls) -> Cache:
         try:
-            return cls(await idb.open())
+            db = await idb.open()
         except JsException as e:
             return cls(off=f"the browser cache (IndexedDB) is not available: {reason(e)}")
+        idb.startChunkReader()
+        return cls(db)
 
     @property
     def usable(self) -> bool:

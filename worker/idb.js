@@ -57,13 +57,63 @@ export async function putChunk(db, key, index, bytes) {
   return digest;
 }
 
-// Chunk `index` of the file `key`: {data: ArrayBuffer or null if missing, sha256: its hex digest}.
-export async function getChunk(db, key, index) {
+// Chunk `index` of the file `key`: {data: ArrayBuffer or null if missing, sha256: its hex digest},
+// read and hashed by the chunk reader when it runs, else here.
+export function getChunk(db, key, index) {
+  return reader ? reader.read(db, key, index) : readChunk(db, key, index);
+}
+
+// getChunk on this thread (the chunk reader's work).
+export async function readChunk(db, key, index) {
   const data = await get(db, "chunks", [...key, index]);
   return { data, sha256: data ? await sha256(data) : null };
 }
 
-// WebCrypto's SHA-256 (native, off the worker's thread) as hex.
+// Start the chunk reader (chunk_reader.js), which reads and hashes chunks on a thread of its own;
+// called when the model worker opens the cache, so that a first visit fetches its script (and
+// the service worker keeps it for offline visits). Where it cannot start (an idb.js from another
+// origin, as imported by another site's page: a worker's script must be same-origin; a browser
+// without workers in workers) or once it fails, chunks are read on this thread.
+export function startChunkReader() {
+  try {
+    reader ??= new ChunkReader(new Worker(new URL("./chunk_reader.js", import.meta.url), { type: "module" }));
+  } catch {
+    reader = null;
+  }
+}
+
+let reader = null;
+
+class ChunkReader {
+  constructor(worker) {
+    this.worker = worker;
+    this.waiting = new Map();  // id -> {resolve, reject, db, key, index}
+    this.next = 0;
+    worker.onmessage = ({ data: { id, chunk, error } }) => {
+      const call = this.waiting.get(id);
+      this.waiting.delete(id);
+      if (error === undefined) call.resolve(chunk);
+      else call.reject(new Error(error));
+    };
+    worker.onerror = event => {  // its script did not load or run: read here from now on
+      event.preventDefault();
+      reader = null;
+      for (const { resolve, reject, db, key, index } of this.waiting.values()) readChunk(db, key, index).then(resolve, reject);
+      this.waiting.clear();
+      worker.terminate();
+    };
+  }
+
+  read(db, key, index) {
+    return new Promise((resolve, reject) => {
+      const id = this.next++;
+      this.waiting.set(id, { resolve, reject, db, key, index });
+      this.worker.postMessage({ id, key, index });
+    });
+  }
+}
+
+// WebCrypto's SHA-256 as hex.
 async function sha256(bytes) {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return Array.from(digest, b => b.toString(16).padStart(2, "0")).join("");

@@ -397,6 +397,27 @@ def cache_key(hub, repo: str, name: str = WEIGHTS) -> list:
     return [hub.url, repo, fake_commit(repo, "main"), name]
 
 
+COUNT_REPLIES = """() => { self.replies = 0; const post = self.postMessage.bind(self);
+    self.postMessage = (...args) => { self.replies += 1; return post(...args); }; }"""
+
+
+@REAL_HUB_ONLY
+def test_cached_chunks_are_read_and_hashed_by_the_chunk_reader_or_here_once_it_fails(app, hub, tiny):
+    """A load from the cache reads and hashes its chunks in the chunk reader (worker/idb.js:
+    a worker of each model worker's own, so that its thread only uses them); when the reader
+    fails, the chunks it owed and later ones are read on the model worker's thread."""
+    assert load(app, tiny).startswith("Ready")
+    readers = [w for w in app.page.workers if w.url.endswith("/worker/chunk_reader.js")]
+    assert len(readers) == app.page.evaluate("window.modelWorker.info.workers"), [w.url for w in app.page.workers]
+    for reader in readers:
+        reader.evaluate(COUNT_REPLIES)
+    assert "loaded from cache" in load(app, tiny)
+    assert all(reader.evaluate("self.replies") >= 1 for reader in readers)
+    for reader in readers:
+        reader.evaluate("() => { self.onmessage = () => { throw new Error('the chunk reader broke'); }; }")
+    assert "loaded from cache" in load(app, tiny) and len(weight_gets(hub, tiny)) == 1  # the first load's
+
+
 def test_a_changed_chunk_in_the_cache_is_fetched_again_never_served(app, hub, tiny):
     prompt = "The old lighthouse keeper"
     assert load(app, tiny).startswith("Ready")
