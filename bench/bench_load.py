@@ -14,7 +14,9 @@ small for GPT-2 large). The WebAssembly
 memories (Pyodide's heap and the kernels', summed: worker.heap_bytes) only grow, so their size
 after a load is the peak of that load (per worker: with --workers N the model is split, and each
 worker should hold about its slice). After the load from the cache, 32 greedy tokens are timed
-(window.modelWorker, as bench_browser.py). Prints the figures and writes
+(window.modelWorker, as bench_browser.py). Then, in the same context, times the runtime alone
+(bench/boot/: PyScript's worker with Pyodide and NumPy, nothing of the app), a warm start's
+floor. Prints the figures and writes
 bench/out/load-<model>-<workers>-<weights>.json.
 """
 from __future__ import annotations
@@ -58,12 +60,13 @@ def decode_speed(page) -> float:
 
 def load_once(context, app_url: str, decode: bool) -> dict:
     """Open the page, load the model through the form as soon as the runtime is ready, return heap
-    before/after, the status and the time from opening the page to Ready."""
+    before/after, the status and the times from opening the page to "Runtime ready" and to Ready."""
     page = context.new_page()
     opened = time.monotonic()
     page.goto(app_url)
     page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Runtime ready')",
                            timeout=TIMEOUT_MS)
+    open_to_runtime = time.monotonic() - opened
     heap = "() => window.modelWorker.boot().then(() => Promise.all(window.modelWorker.workers.map(w => w.sync.heap_bytes())))"
     before = page.evaluate(heap)
     started = time.monotonic()
@@ -82,7 +85,20 @@ def load_once(context, app_url: str, decode: bool) -> dict:
     return {"status": status, "heap_before_mb": max(before) / 1e6, "peak_heap_mb": max(after) / 1e6,
             "peak_heap_per_worker_mb": [h / 1e6 for h in after],
             "seconds": float(reported.group(1)) if reported else wall, "wall_seconds": wall, "decode_tok_s": speed,
-            "open_to_ready_seconds": open_to_ready}
+            "open_to_ready_seconds": open_to_ready, "open_to_runtime_seconds": open_to_runtime}
+
+
+def runtime_alone(context, url: str) -> float:
+    """Seconds from opening bench/boot/ (PyScript's worker with Pyodide and NumPy, started as the
+    app starts its model worker, and nothing of the app) to its worker's answer: a warm start's
+    floor. Opened twice in the context, the second time timed."""
+    for _ in range(2):
+        page = context.new_page()
+        opened = time.monotonic()
+        page.goto(url)
+        page.wait_for_function("() => document.getElementById('status').textContent === 'Ready'", timeout=TIMEOUT_MS)
+        page.close()
+    return time.monotonic() - opened
 
 
 def main() -> None:
@@ -99,9 +115,10 @@ def main() -> None:
                                 f"document.getElementById('model').value = {json.dumps(REPO)})")
         page_url = f"{app.url}/?{urlencode({'endpoint': hub.url, 'workers': args.workers, 'weights': args.weights})}"
         runs = {name: load_once(context, page_url, name == "cache") for name in ("network", "cache")}
+        alone = runtime_alone(context, f"{app.url}/bench/boot/")
         context.close()
     result = {"cpu": cpu_model(), "model": args.model.name, "float32_weights_mb": weights_mb, "workers": args.workers,
-              "weights": args.weights, **runs,
+              "weights": args.weights, **runs, "runtime_alone_seconds": alone,
               "peak_ratio": {k: r["peak_heap_mb"] / weights_mb for k, r in runs.items()}}
     out = ROOT / "bench" / "out" / f"load-{args.model.name}-{args.workers}-{args.weights}.json"
     out.parent.mkdir(exist_ok=True)
@@ -112,8 +129,9 @@ def main() -> None:
         per_worker = ", ".join(f"{h:.0f}" for h in run["peak_heap_per_worker_mb"])
         print(f"{name:8} peak heap {run['peak_heap_mb']:7.1f} MB ({run['peak_heap_mb'] / weights_mb:.2f}x the weights;"
               f" {run['heap_before_mb']:.1f} MB before loading; per worker: {per_worker} MB), load {run['seconds']:.1f} s,"
-              f" page open to Ready {run['open_to_ready_seconds']:.1f} s"
+              f" page open to Runtime ready {run['open_to_runtime_seconds']:.1f} s, to Ready {run['open_to_ready_seconds']:.1f} s"
               + (f", decode {run['decode_tok_s']:.1f} tok/s" if run["decode_tok_s"] else "") + f" -- {run['status']}")
+    print(f"the runtime alone (bench/boot/: PyScript's worker, Pyodide, NumPy), warm: page open to its answer {alone:.1f} s")
 
 
 if __name__ == "__main__":

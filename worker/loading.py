@@ -3,6 +3,7 @@ cache, or the visitor's disk), progress for the page, a memory check before the 
 and the checkpoint read into a Model, or into one worker's shard of it."""
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import Callable
@@ -157,6 +158,13 @@ async def read_model(source: Source, cache: Cache, progress: LoadProgress, label
     return Model(config, hold_params(params, architecture_of(config), hold), tokenizer)
 
 
+async def lead_tokenizer(have: dict, request: LoadRequest, config) -> Tokenizer:
+    """The tokenizer of the checkpoint's files, checked against the model's vocabulary."""
+    tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
+    check_vocabulary(tokenizer, config)
+    return tokenizer
+
+
 @dataclass
 class ShardOfModel:
     """One worker's shard (shard `index` of n_shards), and the tokenizer (the lead's only)."""
@@ -195,20 +203,25 @@ async def read_shard(source: Source, cache: Cache, progress: LoadProgress, label
     names = weight_files(have)
     if index == 0 and (names == [TORCH_BIN] or not (cache.usable or request.local is not None)):
         return await read_model(source, cache, progress, label, request, have)
-    tokenizer = None
-    if index == 0:
-        if n_shards > 1:
-            progress.push(Shards(n_shards, commit))  # the files are cached: the others may start
-        tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
-        check_vocabulary(tokenizer, config)
+    if index == 0 and n_shards > 1:
+        progress.push(Shards(n_shards, commit))  # the files are cached: the others may start
     hold = await weight_holder(request.kernels, request.weights)  # the block matrices go to the kernels as they come
     keep = architecture.ShardSlicer(config, index, n_shards, hold, holds_embedding(hold))
     builder = ParamsBuilder(architecture, config, keep)
-    for name, weights in [(name, have.pop(name)) for name in names]:
-        stream = file_stream(builder, weights.size, name)
-        async for block in weights.blocks():
-            stream.feed(block)
-        stream.finish()
+    # the lead's tokenizer is made while the weights are read: whenever a chunk is awaited
+    making_tokenizer = asyncio.ensure_future(lead_tokenizer(have, request, config)) if index == 0 else None
+    try:
+        for name, weights in [(name, have.pop(name)) for name in names]:
+            stream = file_stream(builder, weights.size, name)
+            async for block in weights.blocks():
+                if making_tokenizer and making_tokenizer.done():
+                    making_tokenizer.result()  # a tokenizer that failed fails the load now
+                stream.feed(block)
+            stream.finish()
+        tokenizer = await making_tokenizer if making_tokenizer else None
+    finally:
+        if making_tokenizer:
+            making_tokenizer.cancel()
     params = hold_params(builder.finish(), architecture, hold)
     if n_shards == 1:
         return Model(config, params, tokenizer)
