@@ -158,11 +158,24 @@ async def read_model(source: Source, cache: Cache, progress: LoadProgress, label
     return Model(config, hold_params(params, architecture_of(config), hold), tokenizer)
 
 
-async def lead_tokenizer(have: dict, request: LoadRequest, config) -> Tokenizer:
-    """The tokenizer of the checkpoint's files, checked against the model's vocabulary."""
-    tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
-    check_vocabulary(tokenizer, config)
-    return tokenizer
+async def lead_tokenizer(have: dict, request: LoadRequest, config) -> Tokenizer | Exception:
+    """The tokenizer of the checkpoint's files, checked against the model's vocabulary; or the
+    error that stopped it, returned rather than raised: it is made by a task beside the read of
+    the weights, and Pyodide's event loop reports the error of a task as unhandled as soon as
+    the task ends."""
+    try:
+        tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
+        check_vocabulary(tokenizer, config)
+        return tokenizer
+    except Exception as e:  # raised again by the load, which awaits it
+        return e
+
+
+def raised(outcome):
+    """An outcome (lead_tokenizer's), unless it is an error: that is raised."""
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 @dataclass
@@ -210,18 +223,14 @@ async def read_shard(source: Source, cache: Cache, progress: LoadProgress, label
     builder = ParamsBuilder(architecture, config, keep)
     # the lead's tokenizer is made while the weights are read: whenever a chunk is awaited
     making_tokenizer = asyncio.ensure_future(lead_tokenizer(have, request, config)) if index == 0 else None
-    try:
-        for name, weights in [(name, have.pop(name)) for name in names]:
-            stream = file_stream(builder, weights.size, name)
-            async for block in weights.blocks():
-                if making_tokenizer and making_tokenizer.done():
-                    making_tokenizer.result()  # a tokenizer that failed fails the load now
-                stream.feed(block)
-            stream.finish()
-        tokenizer = await making_tokenizer if making_tokenizer else None
-    finally:
-        if making_tokenizer:
-            making_tokenizer.cancel()
+    for name, weights in [(name, have.pop(name)) for name in names]:
+        stream = file_stream(builder, weights.size, name)
+        async for block in weights.blocks():
+            if making_tokenizer and making_tokenizer.done():
+                raised(making_tokenizer.result())  # a tokenizer that failed fails the load now
+            stream.feed(block)
+        stream.finish()
+    tokenizer = raised(await making_tokenizer) if making_tokenizer else None
     params = hold_params(builder.finish(), architecture, hold)
     if n_shards == 1:
         return Model(config, params, tokenizer)
