@@ -8,10 +8,10 @@
  * 4 products. Tails (n_in, n_out or n_seq not a multiple of 4) run on the same kernels.
  *
  * int8 weights (matmul_t_q8, quantize_rows): wq[n_out, n_in] int8 and one float32 scale per row,
- * w ~= wq * scale[:, None]. GEMV (decode) sums in integers: x as 30-bit integers under one scale,
- * split into two int16 halves, times the int8 weights widened to int16 (i32x4.dot_i16x8_s), the
- * sums exact, one row of wq at a time as it streams them once; the row's scale multiplies the
- * finished sum. GEMM (prefill) converts 4 rows of wq at a time into a float scratch block (exact),
+ * w ~= wq * scale[:, None]. GEMV (decode) sums in integers: x in blocks of 64 values, each block
+ * as int16s under a scale of its own, times the int8 weights widened to int16 (i32x4.dot_i16x8_s),
+ * a block's sums exact, then scaled into float32 sums; one row of wq at a time as it streams them
+ * once; the row's scale multiplies the finished sum. GEMM (prefill) converts 4 rows of wq at a time into a float scratch block (exact),
  * which all of x then passes in blocks of 2 rows, in the float kernel's order. See
  * kernels/README.md for the quantization rule, the integer sums and their error.
  *
@@ -162,74 +162,73 @@ void heap_release(void *mark) {
 
 /* ---- int8 weights ------------------------------------------------------------------------ */
 
-/* The GEMV's x as integers: v = rint(x * mult) with mult = 2^29 / max|x| (|v| <= 2^29), split
- * into two int16 halves v = h * 2^15 + l with l in [-2^14, 2^14), so that i32x4.dot_i16x8_s
- * (pmaddwd) multiplies them by the int8 weights widened to int16. Writes h and l (n each) and
- * returns mult; 0 when x is all zeros or so small that mult
- * would overflow (max|x| < 2^-98: the products then count as 0), NaN when x holds inf or NaN. */
-static float split_x(const float *x, short *h, short *l, unsigned n) {
-    float amax = 0;
-    for (unsigned k = 0; k < n; k++) {
-        float a = __builtin_fabsf(x[k]);
-        amax = a > amax || a != a ? a : amax;
-    }
-    if (!(amax <= 3.4028235e38f))
-        return amax - amax;  /* NaN */
-    float mult = 536870912.0f / amax;
-    if (amax == 0 || mult > 3.4028235e38f)
-        return 0;
-    for (unsigned k = 0; k < n; k++) {
-        int v = (int)__builtin_rintf(x[k] * mult);  /* f32.nearest: half to even, as np.rint */
-        int hi = (v + 16384) >> 15;
-        h[k] = (short)hi;
-        l[k] = (short)(v - hi * 32768);
-    }
-    return mult;
-}
+/* The GEMV's x in blocks of X_BLOCK values, each block as int16s under a scale of its own:
+ * v = rint(x * m) with m = 32767 / max|x| over the block (float32), so that i32x4.dot_i16x8_s
+ * (pmaddwd) multiplies them by the int8 weights widened to int16, and x ~= v * inv, inv = max|x|
+ * / 32767. A block of zeros, or so small that m would overflow (max|x| < 2^-98 or so), gets v = 0
+ * and inv = 0. Writes v (n) and inv (one per block); returns 1, or 0 when x holds inf or NaN. */
+#define X_BLOCK 64
 
-/* The 4 i32 lanes of a, added (exactly, in 64 bits). */
-static long long lanes_sum(v128_t a) {
-    return (long long)wasm_i32x4_extract_lane(a, 0) + wasm_i32x4_extract_lane(a, 1)
-         + wasm_i32x4_extract_lane(a, 2) + wasm_i32x4_extract_lane(a, 3);
-}
-
-/* Steps of 16 weights between two flushes of the i32 sums into 64-bit ones: each lane gains at
- * most 4 * 127 * 2^14 = 2^23 a step, so 128 steps stay below 2^30. */
-#define FLUSH_STEPS 128
-
-/* (x . q) * scale for one row q of n int8, x split by split_x: the sum D = sum_k v_k * q_k in
- * integers, exact, and (float)(D / mult, in double) * scale. */
-static float row_q8(const short *h, const short *l, float mult, const signed char *q, float scale, unsigned n) {
-    long long dh = 0, dl = 0;
-    unsigned k = 0;
-    while (k + 16 <= n) {
-        v128_t sh = wasm_i32x4_splat(0), sl = sh;
-        for (unsigned step = 0; step < FLUSH_STEPS && k + 16 <= n; step++, k += 16) {
-            v128_t v = wasm_v128_load(q + k);
-            v128_t q0 = wasm_i16x8_extend_low_i8x16(v), q1 = wasm_i16x8_extend_high_i8x16(v);
-            sh = wasm_i32x4_add(sh, wasm_i32x4_add(wasm_i32x4_dot_i16x8(q0, wasm_v128_load(h + k)),
-                                                   wasm_i32x4_dot_i16x8(q1, wasm_v128_load(h + k + 8))));
-            sl = wasm_i32x4_add(sl, wasm_i32x4_add(wasm_i32x4_dot_i16x8(q0, wasm_v128_load(l + k)),
-                                                   wasm_i32x4_dot_i16x8(q1, wasm_v128_load(l + k + 8))));
+static int quantize_x(const float *x, short *v, float *inv, unsigned n) {
+    for (unsigned start = 0, b = 0; start < n; start += X_BLOCK, b++) {
+        unsigned end = start + X_BLOCK < n ? start + X_BLOCK : n;
+        float amax = 0;
+        for (unsigned k = start; k < end; k++) {
+            float a = __builtin_fabsf(x[k]);
+            amax = a > amax || a != a ? a : amax;
         }
-        dh += lanes_sum(sh);
-        dl += lanes_sum(sl);
+        if (!(amax <= 3.4028235e38f))
+            return 0;
+        float m = 32767.0f / amax;
+        int zero = amax == 0 || m > 3.4028235e38f;
+        inv[b] = zero ? 0 : amax / 32767.0f;
+        for (unsigned k = start; k < end; k++)
+            v[k] = zero ? 0 : (short)__builtin_rintf(x[k] * m);  /* f32.nearest: half to even, as np.rint */
     }
-    long long d = dh * 32768 + dl;
-    for (; k < n; k++)
-        d += ((long long)h[k] * 32768 + l[k]) * q[k];
-    return (float)((double)d / (double)mult) * scale;
+    return 1;
 }
 
-/* y[m] = (x[n] @ q[m, n].T) * scale[m] in integers (see split_x, row_q8), with parts (4 n
- * bytes) as scratch for x's halves; one row of q at a time, so q is read as one stream, front to
- * back (measured ~1.6x faster on cache-cold weights than 4 rows at a time). */
+static v128_t to_f32(v128_t i);
+
+/* (x . q) * scale for one row q of n int8, x quantized by quantize_x: per block, the products
+ * v_k * q_k summed in four i32 lanes (exact: |sum| < 2^31), converted to float32, times the
+ * block's inv, added into four float32 lanes; the lanes added as hsum4 adds them, times scale.
+ * Lane i of a step of 16 weights takes k = 2i, 2i+1, 8+2i, 9+2i; a block's tail (n not a
+ * multiple of 16) goes to lane 0. */
+static float row_q8(const short *v, const float *inv, const signed char *q, float scale, unsigned n) {
+    v128_t acc = wasm_f32x4_splat(0);
+    for (unsigned k = 0, b = 0; k < n; b++) {
+        unsigned end = k + X_BLOCK < n ? k + X_BLOCK : n;
+        v128_t s = wasm_i32x4_splat(0);
+        for (; k + 16 <= end; k += 16) {
+            v128_t w = wasm_v128_load(q + k);
+            s = wasm_i32x4_add(s, wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w), wasm_v128_load(v + k)),
+                                                 wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w), wasm_v128_load(v + k + 8))));
+        }
+        int tail = 0;
+        for (; k < end; k++)
+            tail += v[k] * q[k];
+        s = wasm_i32x4_add(s, wasm_i32x4_make(tail, 0, 0, 0));
+        acc = wasm_f32x4_add(acc, wasm_f32x4_mul(to_f32(s), wasm_f32x4_splat(inv[b])));
+    }
+    v128_t zero = wasm_f32x4_splat(0);
+    return wasm_f32x4_extract_lane(hsum4(acc, zero, zero, zero), 0) * scale;
+}
+
+/* y[m] = (x[n] @ q[m, n].T) * scale[m] (see quantize_x, row_q8), with parts (4 n bytes at
+ * least) as scratch for x's blocks; one row of q at a time, so q is read as one stream, front
+ * to back (measured ~1.6x faster on cache-cold weights than 4 rows at a time). */
 static void gemv_q8(const float *x, const signed char *q, const float *scale, float *y, unsigned n, unsigned m,
-                    short *parts) {
-    short *h = parts, *l = parts + n;
-    float mult = split_x(x, h, l, n);
+                    void *parts) {
+    float *inv = parts;
+    short *v = (short *)(inv + (n + X_BLOCK - 1) / X_BLOCK);
+    if (!quantize_x(x, v, inv, n)) {
+        for (unsigned j = 0; j < m; j++)
+            y[j] = __builtin_nanf("");
+        return;
+    }
     for (unsigned j = 0; j < m; j++)
-        y[j] = mult == 0 || mult != mult ? mult * scale[j] : row_q8(h, l, mult, q + j * n, scale[j], n);
+        y[j] = row_q8(v, inv, q + j * n, scale[j], n);
 }
 
 /* i32x4 -> f32x4. The empty asm hides where the i32s came from: otherwise clang-14 folds

@@ -37,20 +37,43 @@ def quantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(q, -127, 127).astype(np.int8), scale.astype(np.float32)
 
 
+X_BLOCK = 64  # kernels/matmul.c: x's values per block of the int8 GEMV
+STEP_LANES = np.arange(16) % 8 // 2  # of 16 weights, which of the GEMV's four i32 lanes sums each
+
+
 def int8_gemv(x: np.ndarray, q: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """The int8 kernel's product for one row of x, as kernels/README.md states it: x as integers
-    v = rint(x * mult), mult = 2^29 / max|x| in float32; the sums of v * q exact; each divided by
-    mult in float64, rounded to float32, times its row's scale. 0 for x all zeros or max|x| <
-    2^-98, NaN for x holding inf or NaN."""
-    amax = np.abs(x).max()
-    if not np.isfinite(amax):
+    """The int8 kernel's product for one row of x, as kernels/README.md states it: x in blocks of
+    64 values, each as int16s v = rint(x * m), m = 32767 / max|x| over the block, inv = max|x| /
+    32767 (float32; v = 0 and inv = 0 for a block of zeros or so small that m overflows); per
+    block the sums of v * q, exact, in four lanes (of each 16 weights lane i takes 2i, 2i+1,
+    8+2i and 9+2i; the block's tail, lane 0), each rounded to float32, times inv, added into four
+    float32 sums; those added as (s0 + s2) + (s1 + s3), times the row's scale. NaN for x holding
+    inf or NaN."""
+    if not np.isfinite(x).all():
         return np.full(len(q), np.nan, dtype=np.float32)
-    with np.errstate(divide="ignore", over="ignore"):
-        mult = np.float32(2 ** 29) / amax
-    if amax == 0 or not np.isfinite(mult):
-        return np.zeros(len(q), dtype=np.float32)
-    sums = q.astype(np.int64) @ np.rint(x * mult).astype(np.int64)
-    return (sums.astype(np.float64) / np.float64(mult)).astype(np.float32) * scale
+    sums = np.zeros((len(q), 4), dtype=np.float32)
+    for start in range(0, len(x), X_BLOCK):
+        block = x[start:start + X_BLOCK]
+        amax = np.abs(block).max()
+        with np.errstate(divide="ignore", over="ignore"):
+            m = np.float32(32767) / amax
+        zero = amax == 0 or not np.isfinite(m)
+        inv = np.float32(0) if zero else amax / np.float32(32767)
+        v = np.zeros(len(block), np.int64) if zero else np.rint(block * m).astype(np.int64)
+        full = len(block) // 16 * 16
+        lane = np.concatenate([np.tile(STEP_LANES, full // 16), np.zeros(len(block) - full, np.int64)])
+        products = q[:, start:start + len(block)].astype(np.int64) * v
+        lanes = np.stack([products[:, lane == i].sum(axis=1) for i in range(4)], axis=1)
+        sums = sums + lanes.astype(np.float32) * inv
+    return ((sums[:, 0] + sums[:, 2]) + (sums[:, 1] + sums[:, 3])) * scale
+
+
+def int8_gemv_rounding(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """How far int8_gemv's x as int16s may take the product from x's own: |v * inv - x| <= inv / 2
+    per value, times |w| (float64). [n] and [m, n] -> [m]"""
+    half_steps = np.concatenate([np.full(len(block), np.abs(block).max() / 32767 / 2)
+                                 for block in np.split(x.astype(np.float64), range(X_BLOCK, len(x), X_BLOCK))])
+    return np.abs(w).astype(np.float64) @ half_steps
 
 
 @functools.cache
