@@ -3,7 +3,7 @@ worker count, with the native engine as the anchor of the same run.
 
     python bench/bench_speed.py [--model bench/models/gpt2-random] [--workers 1 2]
                                 [--kernels simd simd-int8 numpy] [--prompt-tokens 128] [--new-tokens 64]
-                                [--isolated]
+                                [--isolated] [--repeats 1]
 
 For each kernels x workers: a fresh page (?kernels=, ?weights=, ?workers=) loads the GPT-2-small-shaped
 random checkpoint from a local Hub, then, in completion mode and greedy,
@@ -16,6 +16,8 @@ random checkpoint from a local Hub, then, in completion mode and greedy,
   worker(s) alone; the chat's decode rate over it is the cost of the page's loop.
 --isolated serves the app cross-origin isolated (COOP/COEP, as the app's service worker does from
 a visitor's second visit on), so split models exchange through SharedArrayBuffers.
+--repeats N runs every page N times, in turns (each kernels x workers once, then again), and the
+table gives the medians: on a machine whose speed drifts between runs, one run of each can mislead.
 CPython's engine (one BLAS thread) runs the same prompt in the same run. Prints a table with
 the CPU model and writes bench/out/speed.json.
 """
@@ -26,6 +28,7 @@ import bench_native  # noqa: I001  first: it pins BLAS to one thread before NumP
 import argparse
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from urllib.parse import urlencode
@@ -102,6 +105,12 @@ def chat_run(browser, app_url: str, prompts: tuple[str, str, str], new_tokens: i
             "worker_decode_tok_s": worker["decode_tokens"] / worker["decode_ms"] * 1e3}
 
 
+def medians(runs: list[dict]) -> dict:
+    """The median of each figure over runs of one page (its `kernels` as the first run says)."""
+    figures = {key for key, value in runs[0].items() if isinstance(value, (int, float))}
+    return {**runs[0], **{key: statistics.median(run[key] for run in runs if run[key] is not None) for key in figures}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -110,27 +119,33 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--isolated", action="store_true", help="serve with COOP/COEP (SharedArrayBuffer)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each page, in turns; the table gives medians")
     args = parser.parse_args()
     model, _ = load_timed(args.model)
     prompts = tuple(prompt_of(model.tokenizer, args.prompt_tokens, start) for start in ("The", "A", "Once"))
     native = measure(model, args.prompt_tokens, args.new_tokens)
-    rows = {}
+    runs: dict[str, list[dict]] = {}
     with AppServer(ROOT, isolated=args.isolated) as app, HubServer({REPO: {"main": args.model}}) as hub, sync_playwright() as playwright:
         browser = launch(playwright)
-        for kernels in args.kernels:
-            for workers in args.workers:
-                url = f"{app.url}/?" + urlencode({"model": REPO, "endpoint": hub.url, "temperature": 0,
-                                                  "max_new_tokens": args.new_tokens, "repetition_penalty": 1.0,
-                                                  "workers": workers, "kernels": kernels.removesuffix("-int8"),
-                                                  "weights": "int8" if kernels.endswith("-int8") else "float32"})
-                rows[f"{kernels}, {workers} worker(s)"] = run = chat_run(browser, url, prompts, args.new_tokens)
-                print(f"  {kernels}, {workers} worker(s): {run}", file=sys.stderr, flush=True)
+        for _ in range(args.repeats):
+            for kernels in args.kernels:
+                for workers in args.workers:
+                    url = f"{app.url}/?" + urlencode({"model": REPO, "endpoint": hub.url, "temperature": 0,
+                                                      "max_new_tokens": args.new_tokens, "repetition_penalty": 1.0,
+                                                      "workers": workers, "kernels": kernels.removesuffix("-int8"),
+                                                      "weights": "int8" if kernels.endswith("-int8") else "float32"})
+                    run = chat_run(browser, url, prompts, args.new_tokens)
+                    runs.setdefault(f"{kernels}, {workers} worker(s)", []).append(run)
+                    print(f"  {kernels}, {workers} worker(s): {run}", file=sys.stderr, flush=True)
         browser.close()
+    rows = {name: medians(page_runs) for name, page_runs in runs.items()}
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "speed.json").write_text(json.dumps({"cpu": cpu_model(), "native": native, "pages": rows}, indent=2))
+    (out / "speed.json").write_text(json.dumps({"cpu": cpu_model(), "native": native, "pages": rows, "runs": runs},
+                                               indent=2))
+    each = "one run each" if args.repeats == 1 else f"medians of {args.repeats} runs each"
     print(f"\nCPU: {cpu_model()}. GPT-2 124M random, greedy, prompt {args.prompt_tokens} tokens, "
-          f"{args.new_tokens} new; one run each; pages {'' if args.isolated else 'not '}cross-origin isolated")
+          f"{args.new_tokens} new; {each}; pages {'' if args.isolated else 'not '}cross-origin isolated")
     print("| page (kernels, workers) | chat, 1st reply: first token ms, decode tok/s | chat, 2nd reply: first token ms, "
           "decode tok/s (stats line) | worker alone: prefill ms, decode tok/s | 2nd reply / worker |")
     print("| --- | ---: | ---: | ---: | ---: |")
