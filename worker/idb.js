@@ -95,7 +95,7 @@ class ChunkReader {
       if (error === undefined) call.resolve(chunk);
       else call.reject(new Error(error));
     };
-    worker.onerror = event => {  // its script did not load or run: read here from now on
+    worker.onerror = event => {  // its script did not load or run: read here (the next load starts another)
       event.preventDefault();
       reader = null;
       for (const { resolve, reject, db, key, index } of this.waiting.values()) readChunk(db, key, index).then(resolve, reject);
