@@ -11,8 +11,9 @@
  * w ~= wq * scale[:, None]. GEMV (decode) sums in integers: x in blocks of 64 values, each block
  * as int16s under a scale of its own, times the int8 weights widened to int16 (i32x4.dot_i16x8_s),
  * a block's sums exact, then scaled into float32 sums; one row of wq at a time as it streams them
- * once; the row's scale multiplies the finished sum. GEMM (prefill) converts 4 rows of wq at a time into a float scratch block (exact),
- * which all of x then passes in blocks of 2 rows, in the float kernel's order. See
+ * once; the row's scale multiplies the finished sum. GEMM (prefill) converts 4 rows of wq at a
+ * time into a float scratch block (exact), which all of x then passes in blocks of 2 rows, in the
+ * float kernel's order. See
  * kernels/README.md for the quantization rule, the integer sums and their error.
  *
  * Memory: this module's own, exported as "memory" and grown on demand by alloc(), a bump
@@ -37,14 +38,19 @@ static v128_t hsum4(v128_t a, v128_t b, v128_t c, v128_t d) {
     return wasm_f32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
 }
 
+/* The sum of a's four lanes, in the order hsum4 adds them: (a0 + a2) + (a1 + a3). */
+static float lanes_sum(v128_t a) {
+    return (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2))
+         + (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
+}
+
 /* a . b over n floats: the sums of dots_1x4, in its order (its lanes added as hsum4 adds them). */
 static float dot(const float *a, const float *b, unsigned n) {
     v128_t s = wasm_f32x4_splat(0);
     unsigned k = 0;
     for (; k + 4 <= n; k += 4)
         s = mac(s, wasm_v128_load(a + k), wasm_v128_load(b + k));
-    float sum = (wasm_f32x4_extract_lane(s, 0) + wasm_f32x4_extract_lane(s, 2))
-              + (wasm_f32x4_extract_lane(s, 1) + wasm_f32x4_extract_lane(s, 3));
+    float sum = lanes_sum(s);
     for (; k < n; k++)
         sum += a[k] * b[k];
     return sum;
@@ -165,7 +171,7 @@ void heap_release(void *mark) {
 /* The GEMV's x in blocks of X_BLOCK values, each block as int16s under a scale of its own:
  * v = rint(x * m) with m = 32767 / max|x| over the block (float32), so that i32x4.dot_i16x8_s
  * (pmaddwd) multiplies them by the int8 weights widened to int16, and x ~= v * inv, inv = max|x|
- * / 32767. A block of zeros, or so small that m would overflow (max|x| < 2^-98 or so), gets v = 0
+ * / 32767. A block of zeros, or so small that m would overflow (max|x| < ~1e-34), gets v = 0
  * and inv = 0. Writes v (n) and inv (one per block); returns 1, or 0 when x holds inf or NaN. */
 #define X_BLOCK 64
 
@@ -188,11 +194,17 @@ static int quantize_x(const float *x, short *v, float *inv, unsigned n) {
     return 1;
 }
 
-static v128_t to_f32(v128_t i);
+/* i32x4 -> f32x4. The empty asm hides where the i32s came from: otherwise clang-14 folds
+ * convert(extend(i16s)) into a conversion from i16, which has no SIMD instruction, and emits it as
+ * 4 extract_lane + f32.convert + replace_lane. It emits no instruction itself. */
+static v128_t to_f32(v128_t i) {
+    __asm__("" : "+r"(i));
+    return wasm_f32x4_convert_i32x4(i);
+}
 
 /* (x . q) * scale for one row q of n int8, x quantized by quantize_x: per block, the products
  * v_k * q_k summed in four i32 lanes (exact: |sum| < 2^31), converted to float32, times the
- * block's inv, added into four float32 lanes; the lanes added as hsum4 adds them, times scale.
+ * block's inv, added into four float32 lanes; those added by lanes_sum, times scale.
  * Lane i of a step of 16 weights takes k = 2i, 2i+1, 8+2i, 9+2i; a block's tail (n not a
  * multiple of 16) goes to lane 0. */
 static float row_q8(const short *v, const float *inv, const signed char *q, float scale, unsigned n) {
@@ -211,8 +223,7 @@ static float row_q8(const short *v, const float *inv, const signed char *q, floa
         s = wasm_i32x4_add(s, wasm_i32x4_make(tail, 0, 0, 0));
         acc = wasm_f32x4_add(acc, wasm_f32x4_mul(to_f32(s), wasm_f32x4_splat(inv[b])));
     }
-    v128_t zero = wasm_f32x4_splat(0);
-    return wasm_f32x4_extract_lane(hsum4(acc, zero, zero, zero), 0) * scale;
+    return lanes_sum(acc) * scale;
 }
 
 /* y[m] = (x[n] @ q[m, n].T) * scale[m] (see quantize_x, row_q8), with parts (4 n bytes at
@@ -229,14 +240,6 @@ static void gemv_q8(const float *x, const signed char *q, const float *scale, fl
     }
     for (unsigned j = 0; j < m; j++)
         y[j] = row_q8(v, inv, q + j * n, scale[j], n);
-}
-
-/* i32x4 -> f32x4. The empty asm hides where the i32s came from: otherwise clang-14 folds
- * convert(extend(i16s)) into a conversion from i16, which has no SIMD instruction, and emits it as
- * 4 extract_lane + f32.convert + replace_lane. It emits no instruction itself. */
-static v128_t to_f32(v128_t i) {
-    __asm__("" : "+r"(i));
-    return wasm_f32x4_convert_i32x4(i);
 }
 
 /* rows int8 rows of n at q, as floats into f (exact). */

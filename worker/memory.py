@@ -7,7 +7,8 @@ of their bytes in int8; in float32 the head is the tied token embedding, whose r
 reads back). The heap holds the rest of the shard's weights (the position embedding, the token
 embedding in int8, NumPy's matrices when there are no kernels), its KV cache, and while loading
 one cache chunk and one tensor (the rolling download and the tensor-by-tensor read), or the
-whole file where it is read whole (no cache, a .bin). Pure arithmetic: worker/loading.py applies it, tests/test_memory.py checks it."""
+whole file where it is read whole (no cache, a .bin). Pure arithmetic: worker/loading.py applies
+it, tests/test_memory.py checks it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
