@@ -80,9 +80,16 @@ function unavailable() {
 }
 
 const ISOLATION = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "credentialless" };
+// Only a page's and a worker's own response carry their isolation; anything else is served as it
+// came, which keeps V8's compiled code of a cached .wasm (Pyodide's): the browser keeps that code
+// beside the cache's copy, and a rebuilt response (new Response) has none, so a warm start would
+// compile Pyodide again.
+const ISOLATED_DESTINATIONS = ["document", "iframe", "worker", "sharedworker"];
 
-/** The response with the isolation headers (an opaque one cannot be changed, nor needs them). */
-function isolated(response) {
+/** The response with the isolation headers where `request` needs them (an opaque one cannot be
+ * changed, nor needs them). */
+function isolated(request, response) {
+  if (!ISOLATED_DESTINATIONS.includes(request.destination)) return response;
   if (response.type === "opaque" || response.status === 0) return response;
   const headers = new Headers(response.headers);
   for (const [name, value] of Object.entries(ISOLATION)) headers.set(name, value);
@@ -166,6 +173,7 @@ self.addEventListener("message", event => {
 
 self.addEventListener("fetch", event => {
   const which = kind(event.request);
-  if (which === "runtime") event.respondWith(runtimeFirst(event).then(isolated));
-  else if (which === "app") event.respondWith(networkFirst(event).then(isolated));
+  const serve = response => isolated(event.request, response);
+  if (which === "runtime") event.respondWith(runtimeFirst(event).then(serve));
+  else if (which === "app") event.respondWith(networkFirst(event).then(serve));
 });

@@ -563,6 +563,26 @@ def test_app_server_ranges(site: Path) -> None:
         assert request(f"{app.url}/pyodide.wasm", headers={"Range": "bytes=9-"})[0] == 416
 
 
+def test_app_server_revalidates_with_etags(site: Path) -> None:
+    """A browser's cached copy is confirmed with a 304 (no body) until the file changes."""
+    file = site / "revalidated.wasm"
+    file.write_bytes(b"\0asm")
+    try:
+        with AppServer(site) as app:
+            url = f"{app.url}/{file.name}"
+            status, headers, body = request(url)
+            tag = headers["ETag"]
+            assert (status, body) == (200, b"\0asm")
+            status, headers, body = request(url, headers={"If-None-Match": f'"other", {tag}'})
+            assert (status, headers["ETag"], headers["Cache-Control"], body) == (304, tag, "no-cache", b"")
+            file.write_bytes(b"\0asm\1")
+            status, headers, body = request(url, headers={"If-None-Match": tag})
+            assert (status, body) == (200, b"\0asm\1") and headers["ETag"] != tag
+            assert request(f"{app.url}/main.js", headers={"If-None-Match": tag})[0] == 200
+    finally:
+        file.unlink()
+
+
 # --------------------------------------------------------------------------- command line
 
 

@@ -42,7 +42,12 @@ VENDOR_CHOICE = b'{"runtime": "vendor"}\n'
 
 
 class AppHandler(BaseHandler):
-    """Static files with Range support, ``no-cache`` and optional isolation headers."""
+    """Static files with Range support, ``no-cache``, validators and optional isolation headers.
+
+    Like GitHub Pages, each file has an ETag and a request that names it (``If-None-Match``) gets
+    a 304: a browser then reuses its cached copy, and V8 the code it compiled from a cached
+    ``.wasm`` (Pyodide's), which a warm start needs; ``no-cache`` still makes it ask every time.
+    """
 
     owner: AppServer  # type: ignore[assignment]
 
@@ -58,8 +63,16 @@ class AppHandler(BaseHandler):
             self.send_bytes(404, b"404 Not Found\n", "text/plain; charset=utf-8")
         elif path == self.owner.vendor_choice:
             self.send_bytes(200, VENDOR_CHOICE, "application/json")
+        elif self.etag(path) in [tag.strip() for tag in self.headers.get("If-None-Match", "").split(",")]:
+            self.send_head(304, {"ETag": self.etag(path)})
         else:
-            self.send_file(path, {"Content-Type": content_type(path)})
+            self.send_file(path, {"Content-Type": content_type(path), "ETag": self.etag(path)})
+
+    @staticmethod
+    def etag(path: Path) -> str:
+        """A file's validator: its modification time and size (as nginx makes them)."""
+        stat = path.stat()
+        return f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
 
     do_HEAD = do_GET
 

@@ -92,6 +92,11 @@ def test_the_service_worker_leaves_range_requests_and_other_origins_alone(open_a
     assert status == 206 and seen[url] == (206, False)
     seen.clear()
     assert page.evaluate("async url => (await fetch(url)).status", url) == 200 and seen[url] == (200, True)
+    # A runtime file is answered as it was kept, not rebuilt with the isolation headers a page
+    # and a worker get: V8 keeps its compiled code of a .wasm only beside the kept copy.
+    wasm = page.evaluate("new URL('vendor/pyodide/pyodide.asm.wasm', location.href).href")
+    coep = page.evaluate("async url => (await fetch(url)).headers.get('Cross-Origin-Embedder-Policy')", wasm)
+    assert coep is None and seen[wasm] == (200, True)
     hub_url = f"{hub.url}/test/tiny/resolve/main/config.json"
     assert page.evaluate("async url => (await fetch(url)).status", hub_url) == 200 and seen[hub_url] == (200, False)
     assert not any(hub.url in url for urls in page.evaluate(CACHED).values() for url in urls)
