@@ -7,14 +7,16 @@ page, from the network and then from the browser cache, and its decode speed.
 --n-embd 1280 --n-head 20, then --model bench/models/gpt2-large-random).
 
 Serves the random 124M checkpoint (made by tools/make_random_checkpoint.py if missing) from a
-local Hub, opens the page in headless Chromium and loads it twice: once downloading (into
-IndexedDB), once in a new page of the same browser context, from the cache. The context has a
+local Hub, opens the page in headless Chromium and loads it: once downloading (into
+IndexedDB), then (--warm-visits, 3) in new pages of the same browser context, from the cache: warm
+starts, each also reusing what the browser kept of the runtime (its service worker's copy, and
+V8's compiled code of it, which the browser keeps only after a few visits). The context has a
 profile on disk, as a visitor's browser does (an off-the-record context's storage quota is too
 small for GPT-2 large). The WebAssembly
 memories (Pyodide's heap and the kernels', summed: worker.heap_bytes) only grow, so their size
 after a load is the peak of that load (per worker: with --workers N the model is split, and each
-worker should hold about its slice). After the load from the cache, 32 greedy tokens are timed
-(window.modelWorker, as bench_browser.py). Then, in the same context, times the runtime alone
+worker should hold about its slice). After the last load from the cache, 32 greedy tokens are
+timed (window.modelWorker, as bench_browser.py). Then, in the same context, times the runtime alone
 (bench/boot/: PyScript's worker with Pyodide and NumPy, nothing of the app), a warm start's
 floor. Prints the figures and writes
 bench/out/load-<model>-<workers>-<weights>.json.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -106,6 +109,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--weights", choices=["float32", "int8"], default="float32")
+    parser.add_argument("--warm-visits", type=int, default=3,
+                        help="visits after the download, each a warm start from the cache (default 3)")
     args = parser.parse_args()
     ensure_checkpoint(args.model)
     weights_mb = float32_weights(args.model) / 1e6
@@ -114,7 +119,8 @@ def main() -> None:
         context.add_init_script(f"document.addEventListener('DOMContentLoaded', () => "
                                 f"document.getElementById('model').value = {json.dumps(REPO)})")
         page_url = f"{app.url}/?{urlencode({'endpoint': hub.url, 'workers': args.workers, 'weights': args.weights})}"
-        runs = {name: load_once(context, page_url, name == "cache") for name in ("network", "cache")}
+        visits = ["network"] + [f"cache {n}" for n in range(1, args.warm_visits + 1)]
+        runs = {name: load_once(context, page_url, name == visits[-1]) for name in visits}
         alone = runtime_alone(context, f"{app.url}/bench/boot/")
         context.close()
     result = {"cpu": cpu_model(), "model": args.model.name, "float32_weights_mb": weights_mb, "workers": args.workers,
@@ -131,6 +137,8 @@ def main() -> None:
               f" {run['heap_before_mb']:.1f} MB before loading; per worker: {per_worker} MB), load {run['seconds']:.1f} s,"
               f" page open to Runtime ready {run['open_to_runtime_seconds']:.1f} s, to Ready {run['open_to_ready_seconds']:.1f} s"
               + (f", decode {run['decode_tok_s']:.1f} tok/s" if run["decode_tok_s"] else "") + f" -- {run['status']}")
+    warm = [run["open_to_ready_seconds"] for name, run in runs.items() if name != "network"]
+    print(f"warm start, page open to Ready: {', '.join(f'{t:.1f}' for t in warm)} s (median {statistics.median(warm):.1f} s)")
     print(f"the runtime alone (bench/boot/: PyScript's worker, Pyodide, NumPy), warm: page open to its answer {alone:.1f} s")
 
 

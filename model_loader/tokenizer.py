@@ -62,16 +62,24 @@ def check_ids(vocab: dict[str, object]) -> None:
 
 def byte_level_ranks(vocab: dict[str, int]) -> dict[bytes, int]:
     """The mergeable tokens as bytes, with their ids."""
-    decoder = {c: b for b, c in bytes_to_unicode().items()}
+    table = byte_decoding_table()
     ranks = {}
     for token, rank in vocab.items():
         if token == END_OF_TEXT:
             continue
         try:
-            ranks[bytes(decoder[c] for c in token)] = rank
-        except KeyError:
+            ranks[token.translate(table).encode("latin-1")] = rank
+        except UnicodeEncodeError:
             raise TokenizerError(f"vocab.json token {shown(token)} is not byte-level BPE") from None
     return ranks
+
+
+def byte_decoding_table() -> dict[int, int]:
+    """str.translate's table from vocab.json's characters to the bytes they stand for, as the
+    characters below 256 that encode("latin-1") makes those bytes; a character that stands for
+    no byte becomes U+FFFF (which latin-1 cannot encode), or is left as it is if above 255."""
+    table = {ord(c): b for b, c in bytes_to_unicode().items()}
+    return {n: 0xFFFF for n in range(256)} | table
 
 
 def merges_text(merges_txt: bytes | str) -> str:
@@ -87,13 +95,13 @@ def check_merges(vocab: dict[str, int], merges: str) -> None:
     for n, line in enumerate(merges.splitlines(), 1):
         if not line or line.startswith("#version"):
             continue
-        parts = line.split(" ")
-        merged = "".join(parts)
-        if len(parts) != 2 or merged not in vocab:
+        first, space, second = line.partition(" ")
+        rank = vocab.get(first + second) if space and " " not in second else None
+        if rank is None:
             raise TokenizerError(f"merges.txt line {n} ({shown(line)}) does not make a token of vocab.json")
-        if vocab[merged] <= previous:
+        if rank <= previous:
             raise TokenizerError(f"merges.txt line {n}: token ids do not follow merge order")
-        previous = vocab[merged]
+        previous = rank
 
 
 def check_spells_any_text(vocabulary: Vocabulary) -> None:

