@@ -5,6 +5,7 @@ panels are modules beside this file (listed in app/main.json, which client/runti
 PyScript)."""
 import chat_panel
 import js
+import json
 import model_panel
 import settings_panel
 from dom import element, set_status
@@ -21,6 +22,8 @@ async def boot():
     chat_panel.restore()
     set_status("Starting the model workers…")
     lead = document.querySelector('script[name="model"]').xworker
+    if query.get("model") is not None:  # read the cached weights while the worker starts
+        parallel.readAhead(lead, json.dumps(model_panel.hub_model()))
     model = parallel.pageModel(lead, parallel.workerCount())  # the other workers start booting now
     await workers["model"]
     window.modelWorker = model  # the model's functions, for scripts and tests

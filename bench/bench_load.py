@@ -8,9 +8,11 @@ page, from the network and then from the browser cache, and its decode speed.
 
 Serves the random 124M checkpoint (made by tools/make_random_checkpoint.py if missing) from a
 local Hub, opens the page in headless Chromium and loads it: once downloading (into
-IndexedDB), then (--warm-visits, 3) in new pages of the same browser context, from the cache: warm
-starts, each also reusing what the browser kept of the runtime (its service worker's copy, and
-V8's compiled code of it, which the browser keeps only after a few visits). The context has a
+IndexedDB, through the form), then (--warm-visits, 3) in new pages of the same browser context
+opened as a link to the model opens them (?model=): warm starts from the cache, the page's chunk
+reader reading the cache ahead while the model worker starts, each also reusing what the browser
+kept of the runtime (its service worker's copy, and V8's compiled code of it, which the browser
+keeps only after a few visits). Times are from the page's navigation to its status lines. The context has a
 profile on disk, as a visitor's browser does (an off-the-record context's storage quota is too
 small for GPT-2 large). The WebAssembly
 memories (Pyodide's heap and the kernels', summed: worker.heap_bytes) only grow, so their size
@@ -61,34 +63,46 @@ def decode_speed(page) -> float:
     return run["decode_tokens"] / run["decode_ms"] * 1e3
 
 
-def load_once(context, app_url: str, decode: bool) -> dict:
-    """Open the page, load the model through the form as soon as the runtime is ready, return heap
-    before/after, the status and the times from opening the page to "Runtime ready" and to Ready."""
+STATUS_MARKS = """document.addEventListener('DOMContentLoaded', () => {
+    const status = document.getElementById('status');
+    window.statusMarks = {};
+    new MutationObserver(() => {
+        for (const mark of ['Runtime ready', 'Loading', 'Ready']) {
+            if (status.textContent.startsWith(mark)) window.statusMarks[mark] ??= performance.now();
+        }
+    }).observe(status, {childList: true, characterData: true, subtree: true});
+})"""
+
+
+def load_once(context, app_url: str, decode: bool, linked: bool) -> dict:
+    """Open the page and load the model: `linked`, as a link to it does (?model=, the page loads it
+    as it opens, reading the cache ahead while the worker starts); else through the form as soon
+    as the runtime is ready, with the heap before. Returns the heap after (and before), the status
+    and the times from opening the page to "Runtime ready" and to Ready."""
     page = context.new_page()
-    opened = time.monotonic()
-    page.goto(app_url)
-    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Runtime ready')",
-                           timeout=TIMEOUT_MS)
-    open_to_runtime = time.monotonic() - opened
+    page.goto(app_url + (f"&{urlencode({'model': REPO})}" if linked else ""))
     heap = "() => window.modelWorker.boot().then(() => Promise.all(window.modelWorker.workers.map(w => w.sync.heap_bytes())))"
-    before = page.evaluate(heap)
-    started = time.monotonic()
-    page.click("#load")
+    before = None
+    if not linked:
+        page.wait_for_function("() => 'Runtime ready' in window.statusMarks", timeout=TIMEOUT_MS)
+        before = page.evaluate(heap)
+        page.click("#load")
     page.wait_for_function("() => /^(Ready|Could not)/.test(document.getElementById('status').textContent)",
                            timeout=TIMEOUT_MS)
-    wall = time.monotonic() - started
-    open_to_ready = time.monotonic() - opened
     status = page.text_content("#status")
+    marks = page.evaluate("window.statusMarks")
+    readers = [w.evaluate("self.served") for w in page.workers if w.url.endswith("/worker/chunk_reader.js")]
     after = page.evaluate(heap)
     speed = decode_speed(page) if decode and status.startswith("Ready") else None
     page.close()
     if not status.startswith("Ready"):
         raise SystemExit(status)
-    reported = re.search(r"in ([\d.]+) s", status)
-    return {"status": status, "heap_before_mb": max(before) / 1e6, "peak_heap_mb": max(after) / 1e6,
-            "peak_heap_per_worker_mb": [h / 1e6 for h in after],
-            "seconds": float(reported.group(1)) if reported else wall, "wall_seconds": wall, "decode_tok_s": speed,
-            "open_to_ready_seconds": open_to_ready, "open_to_runtime_seconds": open_to_runtime}
+    return {"status": status, "heap_before_mb": max(before) / 1e6 if before else None,
+            "peak_heap_mb": max(after) / 1e6, "peak_heap_per_worker_mb": [h / 1e6 for h in after],
+            "seconds": float(re.search(r"in ([\d.]+) s", status).group(1)), "decode_tok_s": speed,
+            "open_to_ready_seconds": marks["Ready"] / 1e3, "open_to_runtime_seconds": marks.get("Runtime ready", marks["Loading"]) / 1e3,  # linked: it loads at once
+            "chunks_read_ahead": sum(served["ahead"] for served in readers),
+            "chunks_read_when_asked": sum(served["asked"] for served in readers)}
 
 
 def runtime_alone(context, url: str) -> float:
@@ -118,9 +132,10 @@ def main() -> None:
         context = launch_profile(p, tempfile.mkdtemp(prefix="bench-load-"))
         context.add_init_script(f"document.addEventListener('DOMContentLoaded', () => "
                                 f"document.getElementById('model').value = {json.dumps(REPO)})")
+        context.add_init_script(STATUS_MARKS)
         page_url = f"{app.url}/?{urlencode({'endpoint': hub.url, 'workers': args.workers, 'weights': args.weights})}"
         visits = ["network"] + [f"cache {n}" for n in range(1, args.warm_visits + 1)]
-        runs = {name: load_once(context, page_url, name == visits[-1]) for name in visits}
+        runs = {name: load_once(context, page_url, name == visits[-1], name != "network") for name in visits}
         alone = runtime_alone(context, f"{app.url}/bench/boot/")
         context.close()
     result = {"cpu": cpu_model(), "model": args.model.name, "float32_weights_mb": weights_mb, "workers": args.workers,
@@ -134,9 +149,11 @@ def main() -> None:
     for name, run in runs.items():
         per_worker = ", ".join(f"{h:.0f}" for h in run["peak_heap_per_worker_mb"])
         print(f"{name:8} peak heap {run['peak_heap_mb']:7.1f} MB ({run['peak_heap_mb'] / weights_mb:.2f}x the weights;"
-              f" {run['heap_before_mb']:.1f} MB before loading; per worker: {per_worker} MB), load {run['seconds']:.1f} s,"
+              + (f" {run['heap_before_mb']:.1f} MB before loading;" if run["heap_before_mb"] else "")
+              + f" per worker: {per_worker} MB), load {run['seconds']:.1f} s,"
               f" page open to Runtime ready {run['open_to_runtime_seconds']:.1f} s, to Ready {run['open_to_ready_seconds']:.1f} s"
-              + (f", decode {run['decode_tok_s']:.1f} tok/s" if run["decode_tok_s"] else "") + f" -- {run['status']}")
+              + (f", decode {run['decode_tok_s']:.1f} tok/s" if run["decode_tok_s"] else "")
+              + f", chunks read ahead {run['chunks_read_ahead']} (when asked {run['chunks_read_when_asked']}) -- {run['status']}")
     warm = [run["open_to_ready_seconds"] for name, run in runs.items() if name != "network"]
     print(f"warm start, page open to Ready: {', '.join(f'{t:.1f}' for t in warm)} s (median {statistics.median(warm):.1f} s)")
     print(f"the runtime alone (bench/boot/: PyScript's worker, Pyodide, NumPy), warm: page open to its answer {alone:.1f} s")

@@ -23,7 +23,7 @@
 // the whole reply among themselves: this module starts them once per reply and reads the
 // tokens the lead pushes, so nothing the page's thread does holds up a forward pass.
 
-import { CONTROL, EVENT } from "./protocol.js";
+import { CONTROL, EVENT, TO_WORKER } from "./protocol.js";
 import { MODEL_WORKER, chooseRuntime, startWorker } from "./runtime.js";
 
 export const MAX_WORKERS = 8;
@@ -102,6 +102,34 @@ export function pageModel(lead, workers) {
   const model = new ParallelModel(workers, { lead });
   model.boot().catch(() => {});  // load() boots again and reports
   return model;
+}
+
+/**
+ * Start the lead model worker's chunk reader (worker/chunk_reader.js) now, while the worker
+ * itself is still starting: it reads ahead from the browser cache, and hashes, what the last
+ * load of `model` read (a JSON {endpoint, repo, revision}, as the coming load will ask for it),
+ * so that a warm start finds the weights read. The worker asks it for chunks on a MessagePort
+ * (ChunkReaderPort) and starts no reader of its own; the port is handed over once the reader's
+ * script runs (a port reports no failure). `bytes`: what it may hold before the worker asks.
+ */
+export function readAhead(lead, model, bytes = readAheadBytes()) {
+  let reader;
+  try {
+    reader = new Worker(new URL("../worker/chunk_reader.js", import.meta.url), { type: "module" });
+  } catch {
+    return; // no workers from here: the model worker starts its own reader
+  }
+  const channel = new MessageChannel();
+  reader.onerror = () => reader.terminate();
+  reader.onmessage = () => lead.postMessage({ kind: TO_WORKER.chunk_reader }, [channel.port2]);
+  reader.postMessage({ port: channel.port1, model: JSON.parse(model), bytes }, [channel.port1]);
+}
+
+/** What the chunk reader may read ahead: 128 MiB for each core beside the one the model worker
+ * starts on (the reader and the worker's start then share no core), within 64 MiB per GB of
+ * the device's memory. */
+export function readAheadBytes(cores = navigator.hardwareConcurrency ?? 1, gigabytes = navigator.deviceMemory ?? 4) {
+  return Math.min(128 * Math.max(cores - 1, 1), 64 * gigabytes) * 2 ** 20;
 }
 
 /**

@@ -148,8 +148,16 @@
  * @property {(Array|null)} feed
  */
 
+/**
+ * @typedef {object} ChunkReaderPort  The page started the lead's chunk reader as it opened (client/parallel.js readAhead), to read ahead from the browser cache while the worker starts: the worker asks it for chunks on the MessagePort sent with this message, and starts none of its own.
+ * @property {"chunk_reader"} kind
+ */
+
 /** The kinds of the events a worker pushes (its postMessage). */
 export const EVENT = Object.freeze({progress: "progress", status: "status", shards: "shards", token: "token"});
+
+/** The kinds of the messages the page posts to a worker. */
+export const TO_WORKER = Object.freeze({chunk_reader: "chunk_reader"});
 
 /** The fields of the shards' shared control array, by index (then the next pass's ids). */
 export const CONTROL = Object.freeze({arrivals: 0, generation: 1, stop: 2, n_ids: 3, position: 4, ids: 5});

@@ -40,6 +40,7 @@ class Cache:
 
     def __init__(self, db=None, off: str | None = None):
         self.db, self.off = db, off
+        self.used: dict[tuple, None] = {}  # the chunks read or written, in order: (*key, index) (remember_reads)
 
     @classmethod
     async def open(cls) -> Cache:
@@ -97,6 +98,7 @@ class Cache:
 
     def get_chunk(self, key: FileKey, index: int):
         """Start reading stored chunk `index` (a JS promise of {data, sha256}); await it with guard."""
+        self.used[(*key, index)] = None
         return idb.getChunk(self.db, js_key(key), index)
 
     async def read_chunk(self, key: FileKey, index: int, size: int, reading=None) -> tuple[object, str] | None:
@@ -128,7 +130,14 @@ class Cache:
     async def write_chunk(self, key: FileKey, index: int, data) -> str | None:
         """Store one chunk (data: a view into the file's buffer, or a JS Uint8Array); its sha256,
         or None if the cache failed."""
+        self.used[(*key, index)] = None
         return await self.guard(lambda: idb.putChunk(self.db, js_key(key), index, to_js(data)))
+
+    async def remember_reads(self, endpoint: str, repo: str, revision: str) -> None:
+        """Keep which chunks this load used, in order, for the page's chunk reader to read ahead
+        on the next visit that loads this model (client/parallel.js readAhead)."""
+        model = to_js({"endpoint": endpoint, "repo": repo, "revision": revision}, dict_converter=js.Object.fromEntries)
+        await self.guard(lambda: idb.rememberReads(self.db, model, to_js([list(chunk) for chunk in self.used])))
 
     async def delete(self, prefix: tuple[str, ...]) -> None:
         """Delete every record under a key prefix: a file, a model (endpoint, repo, revision) or ()."""

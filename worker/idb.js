@@ -82,10 +82,31 @@ export function startChunkReader() {
   }
 }
 
+// Use the chunk reader the page started (client/parallel.js readAhead), asked on `port`, which is
+// already reading ahead what the last load of the model read (unless this worker started one).
+export function useChunkReader(port) {
+  reader ??= new ChunkReader(port);
+}
+
+// What a load of `model` ({endpoint, repo, revision} as the page asks for it) read or wrote of
+// the cache, in order: [[...key, index], ...], kept for the next visit's chunk reader to read ahead.
+export function rememberReads(db, model, chunks) {
+  return put(db, "refs", readsKey(model), JSON.stringify(chunks));
+}
+
+export async function rememberedReads(db, model) {
+  const kept = await get(db, "refs", readsKey(model));
+  return kept ? JSON.parse(kept) : [];
+}
+
+function readsKey({ endpoint, repo, revision }) {
+  return [endpoint, repo, revision, "reads"];
+}
+
 let reader = null;
 
 class ChunkReader {
-  constructor(worker) {
+  constructor(worker) {  // a Worker running chunk_reader.js, or a MessagePort to one
     this.worker = worker;
     this.waiting = new Map();  // id -> {resolve, reject, db, key, index}
     this.next = 0;

@@ -139,6 +139,8 @@ async def load_checkpoint(request: LoadRequest, push: Push, shard: tuple[int, in
         return None, ErrorReply(str(e))
     finally:
         gc.collect()
+    if not local and (shard is None or shard[0] == 0):
+        await cache.remember_reads(request.endpoint, request.repo, request.revision)
     kernels, weights = kernels_of(model.params)
     return model, LoadReply(
         **about, n_params=model.n_params, n_ctx=model.config.n_ctx, n_layer=model.config.n_layer,

@@ -204,6 +204,21 @@ class Token(StepReply):
 
 EVENTS = (Progress, Status, Shards, Token)
 
+
+# ---- messages to a worker (the page's postMessage to it) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkReaderPort:
+    """The page started the lead's chunk reader as it opened (client/parallel.js readAhead), to
+    read ahead from the browser cache while the worker starts: the worker asks it for chunks on
+    the MessagePort sent with this message, and starts none of its own."""
+
+    kind: ClassVar[str] = "chunk_reader"
+
+
+TO_WORKER = (ChunkReaderPort,)
+
 # The Int32Array the shards of a cross-origin-isolated page share (shard_share): these fields,
 # then the ids of the next forward pass (n_ids of them; -1: the reply is over).
 CONTROL = ("arrivals", "generation", "stop", "n_ids", "position", "ids")
@@ -299,6 +314,9 @@ def javascript() -> str:
         out += js_typedef(message) + [""]
     out.append("/** The kinds of the events a worker pushes (its postMessage). */")
     out.append("export const EVENT = Object.freeze({" + ", ".join(f'{e.kind}: "{e.kind}"' for e in EVENTS) + "});")
+    out.append("")
+    out.append("/** The kinds of the messages the page posts to a worker. */")
+    out.append("export const TO_WORKER = Object.freeze({" + ", ".join(f'{m.kind}: "{m.kind}"' for m in TO_WORKER) + "});")
     out.append("")
     out.append("/** The fields of the shards' shared control array, by index (then the next pass's ids). */")
     out.append("export const CONTROL = Object.freeze({" + ", ".join(f"{name}: {i}" for i, name in enumerate(CONTROL)) + "});")

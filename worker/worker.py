@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict
 
 from polyscript import xworker
+from pyscript.js_modules import idb
 
 from engine import GenerationSettings
 from engine.generation import Decoder
@@ -16,11 +17,21 @@ from worker.cache_manager import cache_delete, cache_models, model_size
 from worker.download import cancel_load as cancel
 from worker.kernels import kernels_bytes
 from worker.loading import load_checkpoint
-from worker.protocol import (FUNCTIONS, ErrorReply, LoadRequest, StepReply, Token, begin_reply, encode, read,
-                             step_reply)
+from worker.protocol import (FUNCTIONS, ChunkReaderPort, ErrorReply, LoadRequest, StepReply, Token, begin_reply,
+                             encode, read, step_reply)
 from worker.shard import shard_busy, shard_exchange, shard_feed, shard_next, shard_share, shard_start, shard_stop
 
 state: dict = {"model": None, "session": None, "decoder": None}
+
+
+def on_page_message(event) -> None:
+    """A message the page posts to this worker: a chunk reader to use (ChunkReaderPort). Others
+    (PyScript's own start message comes here too) are not for it."""
+    if getattr(event.data, "kind", None) == ChunkReaderPort.kind and event.ports.length:
+        idb.useChunkReader(event.ports[0])
+
+
+xworker.onmessage = on_page_message
 
 
 def push(event) -> None:

@@ -516,3 +516,47 @@ def test_cancel_stops_the_download_within_a_chunk_and_the_next_load_goes_on_from
     (resumed,) = weight_gets(hub, tiny)
     received = int(resumed.range.removeprefix("bytes=").removesuffix("-"))
     assert resumed.status == 206 and 0 < received <= stopped and resumed.bytes_sent == TINY_SIZE - received
+
+
+REMEMBERED_READS = """async ([key, reads]) => {
+    const db = await new Promise((resolve, reject) => {
+        const q = indexedDB.open('browser-llm'); q.onsuccess = () => resolve(q.result); q.onerror = reject; });
+    const tx = db.transaction('refs', 'readwrite');
+    const request = tx.objectStore('refs').get(key);
+    await new Promise(resolve => request.onsuccess = resolve);
+    if (reads !== null) tx.objectStore('refs').put(JSON.stringify(reads), key);
+    await new Promise(resolve => tx.oncomplete = resolve);
+    db.close();
+    return request.result ? JSON.parse(request.result) : null;
+}"""
+
+
+@REAL_HUB_ONLY
+def test_a_visit_that_names_a_cached_model_reads_its_chunks_ahead_while_the_worker_starts(open_app, hub, tiny):
+    """With ?model=, the page starts the lead's chunk reader as it opens (client/parallel.js
+    readAhead), which reads ahead the chunks the last load of that model used (remembered in the
+    cache), and the model worker asks it for them instead of starting a reader of its own. Reads
+    remembered for files no longer there are given up: every chunk is then read as it is asked."""
+    first = open_app(model=tiny, endpoint=hub.url)
+    assert "downloaded" in first.wait_status("Ready")
+    model_key = [hub.url, tiny, "main", "reads"]
+    reads = first.page.evaluate(REMEMBERED_READS, [model_key, None])
+    assert [*cache_key(hub, tiny), 0] in reads and len({tuple(chunk) for chunk in reads}) == len(reads)
+
+    def warm_visit() -> dict:
+        app = AppPage(first.page.context.new_page(), first.page.url)
+        assert "loaded from cache" in app.wait_status("Ready")
+        readers = [w for w in app.page.workers if w.url.endswith("/worker/chunk_reader.js")]
+        assert len(readers) == 1, [w.url for w in app.page.workers]  # the page's: the worker started none
+        served = readers[0].evaluate("self.served")
+        app.send("Hello")
+        app.wait_reply_done()
+        assert app.errors == [] and app.foreign_requests() == []
+        app.page.close()
+        return served
+
+    hub.clear_requests()
+    assert warm_visit() == {"ahead": len(reads), "asked": 0}
+    first.page.evaluate(REMEMBERED_READS, [model_key, [[hub.url, tiny, "0" * 40, WEIGHTS, 0]]])
+    assert warm_visit() == {"ahead": 0, "asked": len(reads)}
+    assert weight_gets(hub, tiny) == []
