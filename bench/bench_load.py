@@ -91,7 +91,8 @@ def load_once(context, app_url: str, decode: bool, linked: bool) -> dict:
                            timeout=TIMEOUT_MS)
     status = page.text_content("#status")
     marks = page.evaluate("window.statusMarks")
-    readers = [w.evaluate("self.served") for w in page.workers if w.url.endswith("/worker/chunk_reader.js")]
+    readers = [w.evaluate("self.served ?? {ahead: 0, asked: 0}") for w in page.workers
+               if w.url.endswith("/worker/chunk_reader.js")]
     after = page.evaluate(heap)
     speed = decode_speed(page) if decode and status.startswith("Ready") else None
     page.close()
