@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pyodide_js
 from pyscript.js_modules import kernels as wasm_kernels
 
 CHOICES = ("simd", "numpy")
@@ -32,8 +33,9 @@ class HeldWeight:
 
     def matmul_t(self, x: np.ndarray) -> np.ndarray:
         """x @ w.T: [n_seq, n_in] -> [n_seq, n_out]"""
+        x = np.ascontiguousarray(x, dtype=np.float32)
         y = np.empty((x.shape[0], self.shape[0]), dtype=np.float32)
-        self.kernels.matmulInto(np.ascontiguousarray(x, dtype=np.float32), self.handle, y)
+        self.kernels.matmulAt(x.ctypes.data, x.shape[0], self.handle, y.ctypes.data)
         return y
 
     def __getitem__(self, ids: np.ndarray) -> np.ndarray:
@@ -67,7 +69,7 @@ async def weight_holder(kernels: str, weights: str) -> Holder | None:
                          f"not {kernels!r} and {weights!r}")
     if not uses_kernels(kernels):
         return None
-    return Holder(await wasm_kernels.create(), weights == "int8")
+    return Holder(await wasm_kernels.create(pyodide_js._module), weights == "int8")
 
 
 def uses_kernels(kernels: str) -> bool:
