@@ -1,6 +1,7 @@
 // The WebAssembly SIMD kernels (kernels/matmul.js) for the model worker's Python
-// (worker/kernels.py). NumPy arrays arrive as PyProxies and are read and written in place
-// through their buffers (views of Pyodide's memory), so nothing is converted on the way.
+// (worker/kernels.py). NumPy arrays are read and written in place in Pyodide's memory, so nothing
+// is converted on the way: as PyProxies, through their buffers, or (a product's x and y, 49
+// times a token) as their addresses in that memory.
 import { loadKernels } from "../kernels/matmul.js";
 
 export { simdSupported } from "../kernels/matmul.js";
