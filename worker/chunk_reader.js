@@ -4,7 +4,8 @@
 // page opens (client/parallel.js readAhead), which sends it the MessagePort the model worker will
 // ask on and the model the page is about to load: it then reads ahead, while the model worker is
 // still starting, the chunks the last load of that model read (idb.js rememberReads), up to a
-// budget of bytes not yet asked for. A request for another chunk drops what was read ahead.
+// budget of bytes not yet asked for. A request for another chunk, or a chunk no longer in the
+// cache, drops what was read ahead.
 // In: {id, key, index}. Out: {id, chunk: {data, sha256}} (data transferred, not copied), or
 // {id, error: "Name: message"} as idb.js's calls reject.
 import { open, readChunk, rememberedReads } from "./idb.js";
@@ -76,8 +77,10 @@ async function pump() {
         const read = open().then(db => readChunk(db, chunk.slice(0, -1), chunk.at(-1)));
         ahead.set(name, read);
         const { data } = await read.catch(() => ({ data: null })); // its error goes to whoever asks
-        if (ahead.has(name)) { // not asked for meanwhile, nor dropped
-          held += data?.byteLength ?? 0;
+        if (!data) { // gone from the cache: the list no longer fits it (a download may put it back)
+          drop();
+        } else if (ahead.has(name)) { // not asked for meanwhile, nor dropped
+          held += data.byteLength;
           counted.add(name);
         }
       }

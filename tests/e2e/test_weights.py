@@ -536,16 +536,17 @@ def test_a_visit_that_names_a_cached_model_reads_its_chunks_ahead_while_the_work
     """With ?model=, the page starts the lead's chunk reader as it opens (client/parallel.js
     readAhead), which reads ahead the chunks the last load of that model used (remembered in the
     cache), and the model worker asks it for them instead of starting a reader of its own. Reads
-    remembered for files no longer there are given up: every chunk is then read as it is asked."""
+    remembered for chunks no longer there are given up: every chunk is then read as it is asked,
+    and a model deleted from the cache is downloaded once, its new chunks read, not the gone ones."""
     first = open_app(model=tiny, endpoint=hub.url)
     assert "downloaded" in first.wait_status("Ready")
     model_key = [hub.url, tiny, "main", "reads"]
     reads = first.page.evaluate(REMEMBERED_READS, [model_key, None])
     assert [*cache_key(hub, tiny), 0] in reads and len({tuple(chunk) for chunk in reads}) == len(reads)
 
-    def warm_visit() -> dict:
+    def warm_visit(outcome: str = "loaded from cache") -> dict:
         app = AppPage(first.page.context.new_page(), first.page.url)
-        assert "loaded from cache" in app.wait_status("Ready")
+        assert outcome in app.wait_status("Ready")
         readers = [w for w in app.page.workers if w.url.endswith("/worker/chunk_reader.js")]
         assert len(readers) == 1, [w.url for w in app.page.workers]  # the page's: the worker started none
         served = readers[0].evaluate("self.served")
@@ -560,3 +561,7 @@ def test_a_visit_that_names_a_cached_model_reads_its_chunks_ahead_while_the_work
     first.page.evaluate(REMEMBERED_READS, [model_key, [[hub.url, tiny, "0" * 40, WEIGHTS, 0]]])
     assert warm_visit() == {"ahead": 0, "asked": len(reads)}
     assert weight_gets(hub, tiny) == []
+    first.page.evaluate(REMEMBERED_READS, [model_key, reads])
+    first.worker("cache_delete", json.dumps({"endpoint": hub.url, "repo": tiny, "revision": fake_commit(tiny, "main")}))
+    assert warm_visit("downloaded")["ahead"] == 0
+    assert len(weight_gets(hub, tiny)) == 1  # not fetched again as if the chunk read ahead were still gone
