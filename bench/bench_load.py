@@ -101,7 +101,8 @@ def load_once(context, app_url: str, decode: bool, linked: bool) -> dict:
     return {"status": status, "heap_before_mb": max(before) / 1e6 if before else None,
             "peak_heap_mb": max(after) / 1e6, "peak_heap_per_worker_mb": [h / 1e6 for h in after],
             "seconds": float(re.search(r"in ([\d.]+) s", status).group(1)), "decode_tok_s": speed,
-            "open_to_ready_seconds": marks["Ready"] / 1e3, "open_to_runtime_seconds": marks.get("Runtime ready", marks["Loading"]) / 1e3,  # linked: it loads at once
+            "open_to_ready_seconds": marks["Ready"] / 1e3,
+            "open_to_runtime_seconds": marks.get("Runtime ready", marks["Loading"]) / 1e3,  # linked: it loads at once
             "chunks_read_ahead": sum(served["ahead"] for served in readers),
             "chunks_read_when_asked": sum(served["asked"] for served in readers)}
 
@@ -154,9 +155,11 @@ def main() -> None:
               + f" per worker: {per_worker} MB), load {run['seconds']:.1f} s,"
               f" page open to Runtime ready {run['open_to_runtime_seconds']:.1f} s, to Ready {run['open_to_ready_seconds']:.1f} s"
               + (f", decode {run['decode_tok_s']:.1f} tok/s" if run["decode_tok_s"] else "")
-              + f", chunks read ahead {run['chunks_read_ahead']} (when asked {run['chunks_read_when_asked']}) -- {run['status']}")
+              + f", chunks read ahead {run['chunks_read_ahead']} (when asked {run['chunks_read_when_asked']})"
+              + f" -- {run['status']}")
     warm = [run["open_to_ready_seconds"] for name, run in runs.items() if name != "network"]
-    print(f"warm start, page open to Ready: {', '.join(f'{t:.1f}' for t in warm)} s (median {statistics.median(warm):.1f} s)")
+    print(f"warm start, page open to Ready: {', '.join(f'{t:.1f}' for t in warm)} s"
+          f" (median {statistics.median(warm):.1f} s)")
     print(f"the runtime alone (bench/boot/: PyScript's worker, Pyodide, NumPy), warm: page open to its answer {alone:.1f} s")
 
 

@@ -63,10 +63,10 @@ class AppHandler(BaseHandler):
             self.send_bytes(404, b"404 Not Found\n", "text/plain; charset=utf-8")
         elif path == self.owner.vendor_choice:
             self.send_bytes(200, VENDOR_CHOICE, "application/json")
-        elif self.etag(path) in [tag.strip() for tag in self.headers.get("If-None-Match", "").split(",")]:
-            self.send_head(304, {"ETag": self.etag(path)})
+        elif (tag := self.etag(path)) in [named.strip() for named in self.headers.get("If-None-Match", "").split(",")]:
+            self.send_head(304, {"ETag": tag})
         else:
-            self.send_file(path, {"Content-Type": content_type(path), "ETag": self.etag(path)})
+            self.send_file(path, {"Content-Type": content_type(path), "ETag": tag})
 
     @staticmethod
     def etag(path: Path) -> str:

@@ -19,7 +19,8 @@ let budget = 0;          // bytes the chunks read ahead may hold before they are
 let held = 0;            // bytes they hold
 let reading = false;
 let idle = null;
-const served = self.served = { ahead: 0, asked: 0 }; // chunks answered from what was read ahead, and read when asked (for tests and benchmarks)
+// chunks answered from what was read ahead, and read when asked (for tests and benchmarks)
+const served = self.served = { ahead: 0, asked: 0 };
 
 self.onmessage = ({ data }) => {
   if (data.port) readAhead(data);

@@ -159,8 +159,9 @@ class ShardSlicer:
         cols = slice(self.heads.start * d, self.heads.stop * d)
         qkv = np.r_[cols, c + cols.start:c + cols.stop, 2 * c + cols.start:2 * c + cols.stop]
         inner = split_range(config.n_inner, n_shards, index)
-        self.parts = {"w_qkv": qkv, "b_qkv": qkv, "w_attn_proj": (slice(None), cols), "w_fc": inner, "b_fc": inner,
-                      "w_mlp_proj": (slice(None), inner), "wte": self.vocab, "lm_head": self.vocab} if n_shards > 1 else {}
+        parts = {"w_qkv": qkv, "b_qkv": qkv, "w_attn_proj": (slice(None), cols), "w_fc": inner, "b_fc": inner,
+                 "w_mlp_proj": (slice(None), inner), "wte": self.vocab, "lm_head": self.vocab}
+        self.parts = parts if n_shards > 1 else {}  # one shard keeps everything whole: no index copies
 
     def rows(self, field: str) -> slice | None:
         """The rows of a stored tensor this shard keeps, for the fields it keeps rows of (its
