@@ -1,7 +1,7 @@
 """A loaded model: its weights, its tokenizer and the two things you do with them."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,16 +16,18 @@ class Model:
     config: object  # an architecture's config (GPT2Config)
     params: object  # and its params (GPT-2's Params)
     tokenizer: TokenizerLike
+    new_cache: Callable | None = None  # makes a session's KV cache (Shard's new_cache); None: NumPy's
 
     def logits(self, token_ids: list[int]) -> np.ndarray:
-        """Full forward pass: float32 logits [len(token_ids), n_vocab]."""
+        """Full forward pass: float32 logits [len(token_ids), n_vocab] (in a KV cache of its own,
+        NumPy's, made for it)."""
         ids = [int(i) for i in token_ids]
         return run_shards([Shard(self.config, self.params)], ids, 0, last_only=False)
 
     def session(self) -> Session:
         """A KV cache kept across replies: give it to generate() turn after turn and each reply
         runs only the tokens its prompt does not share with what the cache holds."""
-        return Session([Shard(self.config, self.params)])
+        return Session([Shard(self.config, self.params, self.new_cache)])
 
     def generate(self, prompt: str | list[int], settings: GenerationSettings | None = None,
                  session: Session | None = None, **overrides) -> Iterator[Step]:

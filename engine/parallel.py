@@ -17,7 +17,7 @@ order, in float32, so every worker gets the same totals bit for bit.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -37,13 +37,14 @@ def all_reduce(partials: Sequence[np.ndarray]) -> np.ndarray:
 
 class Shard:
     """One worker's part of a model: params (whole, or a shard's slice_params / a checkpoint
-    read with ShardSlicer), its KV cache, and the forward pass between two exchanges."""
+    read with ShardSlicer), its KV cache, and the forward pass between two exchanges. new_cache
+    makes the cache, (config, n_head) -> cache: by default the architecture's KVCache."""
 
-    def __init__(self, config, params):
+    def __init__(self, config, params, new_cache: Callable | None = None):
         self.config, self.params = config, params
         self.architecture = architecture_of(config)
         self.n_head = self.architecture.shard_heads(params, config)
-        self.cache = self.architecture.KVCache(config, self.n_head)
+        self.cache = (new_cache or self.architecture.KVCache)(config, self.n_head)
         self.running = None  # the forward pass in progress
         self.shape: tuple[int, ...] = ()  # of its last partials, and so of their total
         self.logits: np.ndarray | None = None  # the last pass's result
@@ -51,7 +52,7 @@ class Shard:
     @property
     def nbytes(self) -> int:
         """Bytes of its weights and KV cache."""
-        return sum(a.nbytes for a in self.params.arrays) + self.cache.k.nbytes + self.cache.v_t.nbytes
+        return sum(a.nbytes for a in self.params.arrays) + self.cache.nbytes
 
     def feed(self, ids: Sequence[int], position: int, last_only: bool = True) -> np.ndarray:
         """Start a forward pass of new tokens written at cache `position` (earlier entries are

@@ -16,6 +16,10 @@
  * float kernel's order. See
  * kernels/README.md for the quantization rule, the integer sums and their error.
  *
+ * Attention (attention_scores, attention_mix): its two products over a key/value cache held in
+ * this memory, per head: the scores q . k by the float products above, then the attention
+ * weights times the value rows.
+ *
  * Memory: this module's own, exported as "memory" and grown on demand by alloc(), a bump
  * allocator; heap_mark() and heap_release() free everything allocated after a mark (scratch).
  * Pointers are byte offsets into that memory, passed as unsigned 32-bit integers. */
@@ -138,6 +142,49 @@ void matmul_t(const float *x, const float *w, float *y, unsigned n_seq, unsigned
     gemm(x, w, y, blocked, n_in, n_out);
     for (unsigned i = blocked; i < n_seq; i++)
         gemv(x + i * n_in, w, y + i * n_out, n_in, n_out);
+}
+
+/* ---- attention over a key/value cache ------------------------------------------------------ */
+
+/* A layer's keys and values are held per head as rows: k[h, j] and v[h, j] (d floats each) for
+ * positions j < n_ctx, n_ctx * d floats from one head to the next. Only the first n_past rows are
+ * read; the softmax between the two products (scale, causal mask) stays with the caller. */
+
+/* s[h, i, j] = q[h, i] . k[h, j] for the n_seq queries q [n_head, n_seq, d] and the first n_past
+ * keys: per head, matmul_t's product of q's rows by the key rows (its sums, in its order). */
+__attribute__((export_name("attention_scores")))
+void attention_scores(const float *q, const float *k, float *s, unsigned n_head, unsigned n_seq, unsigned n_past,
+                      unsigned d, unsigned n_ctx) {
+    for (unsigned h = 0; h < n_head; h++)
+        matmul_t(q + h * n_seq * d, k + h * n_ctx * d, s + h * n_seq * n_past, n_seq, d, n_past);
+}
+
+/* o[i] = sum over j < n of p[i, j] * v[j] for t rows of weights p [t, n] and n rows v [n, d]:
+ * each row of o is summed in order of j, four lanes at a time, the tail (d % 4) by scalars. */
+static void weighted_sum(const float *p, const float *v, float *o, unsigned t, unsigned n, unsigned d) {
+    for (unsigned i = 0; i < t; i++) {
+        float *oi = o + i * d;
+        for (unsigned k = 0; k < d; k++)
+            oi[k] = 0;
+        for (unsigned j = 0; j < n; j++) {
+            float pj = p[i * n + j];
+            const float *vj = v + j * d;
+            unsigned k = 0;
+            for (; k + 4 <= d; k += 4)
+                wasm_v128_store(oi + k, mac(wasm_v128_load(oi + k), wasm_f32x4_splat(pj), wasm_v128_load(vj + k)));
+            for (; k < d; k++)
+                oi[k] += pj * vj[k];
+        }
+    }
+}
+
+/* o[h, i] = sum over j < n_past of p[h, i, j] * v[h, j]: the attention weights p [n_head, n_seq,
+ * n_past] times the first n_past value rows of each head, into o [n_head, n_seq, d]. */
+__attribute__((export_name("attention_mix")))
+void attention_mix(const float *p, const float *v, float *o, unsigned n_head, unsigned n_seq, unsigned n_past,
+                   unsigned d, unsigned n_ctx) {
+    for (unsigned h = 0; h < n_head; h++)
+        weighted_sum(p + h * n_seq * n_past, v + h * n_ctx * d, o + h * n_seq * d, n_seq, n_past, d);
 }
 
 /* A 16-byte aligned block of `bytes`, growing the memory if needed; 0 when it cannot grow. */

@@ -1,5 +1,6 @@
-// WebAssembly SIMD kernels for the weight products y = x @ w.T (kernels/matmul.c), with the
-// weights in the kernel module's own memory: a second address space beside Pyodide's heap.
+// WebAssembly SIMD kernels for the weight products y = x @ w.T and attention's two products over
+// a key/value cache (kernels/matmul.c), with the weights and the cache in the kernel module's own
+// memory: a second address space beside Pyodide's heap.
 //
 //   import { simdSupported, loadKernels } from "./kernels/matmul.js";
 //   if (simdSupported()) {                          // else keep NumPy's einsum
@@ -19,6 +20,14 @@
 //   matmulInto(x, nSeq, handle, y)          the same into y; both take either kind of handle
 //   rowsInto(handle, ids, out)              copies rows ids (Int32Array [n]) of a float32 handle's
 //                                           w into out (Float32Array [n, nIn]): an embedding lookup
+//   addCache(nLayer, nHead, nCtx, d) -> c  a key/value cache: per layer and head, nCtx rows of d
+//                                           floats of keys and as many of values
+//   storeKV(c, layer, start, k, v, nSeq)    writes k and v (Float32Array [nHead, nSeq, d]) at
+//                                           positions start.. of a layer
+//   scoresInto(c, layer, q, nSeq, nPast, s) s[h, i, j] = q[h, i] . k[h, j], j < nPast: q [nHead,
+//                                           nSeq, d] -> s [nHead, nSeq, nPast]
+//   mixInto(c, layer, p, nSeq, nPast, o)    o[h, i] = sum_j p[h, i, j] v[h, j]: p [nHead, nSeq,
+//                                           nPast] -> o [nHead, nSeq, d]
 //   quantized(handle) -> { q, scales }      copies of an int8 handle's Int8Array q and Float32Array scales
 //   dequantized(handle) -> Float32Array     the matrix a handle multiplies by: q * scale for int8
 //   shape(handle) -> { nOut, nIn, int8 }    a handle's shape and kind
@@ -58,10 +67,11 @@ export async function loadKernels(bytes) {
 /** Weight matrices held in the kernel module's memory, and the products with them. */
 export class MatmulKernels {
   /** @param {WebAssembly.Exports} exports of matmul.wasm: memory, alloc, heap_mark, heap_release,
-   * matmul_t, matmul_t_q8, quantize_rows */
+   * matmul_t, matmul_t_q8, quantize_rows, attention_scores, attention_mix */
   constructor(exports) {
     this.wasm = exports;
     this.weights = []; // per handle: { ptr, nOut, nIn }, and scales (a pointer) when int8
+    this.caches = [];  // per cache: { k, v, nLayer, nHead, nCtx, d } (k, v: pointers)
   }
 
   /** Bytes of memory the module holds (weights, and the last product's scratch space). */
@@ -193,6 +203,92 @@ export class MatmulKernels {
       if (!(id >= 0 && id < nOut)) throw new RangeError(`row ${id} of a matrix of ${nOut} rows`);
       out.set(this.view(ptr + 4 * id * nIn, nIn), i * nIn);
     });
+  }
+
+  /**
+   * A key/value cache for attention (attention_scores, attention_mix in matmul.c): per layer
+   * and head, nCtx rows of d floats of keys, and as many of values.
+   * @returns {number} its handle
+   */
+  addCache(nLayer, nHead, nCtx, d) {
+    const floats = nLayer * nHead * nCtx * d;
+    const start = this.wasm.heap_mark();
+    try {
+      return this.caches.push({ k: this.alloc(floats), v: this.alloc(floats), nLayer, nHead, nCtx, d }) - 1;
+    } catch (error) {
+      this.wasm.heap_release(start);
+      throw error;
+    }
+  }
+
+  /**
+   * Write a layer's keys and values of nSeq tokens at positions start.. of the cache.
+   * @param {Float32Array} k [nHead, nSeq, d]
+   * @param {Float32Array} v [nHead, nSeq, d]
+   */
+  storeKV(cache, layer, start, k, v, nSeq) {
+    const { nHead, nCtx, d } = this.#cacheAt(cache, layer, start + nSeq);
+    checkLength(k, nHead * nSeq * d, "k");
+    checkLength(v, nHead * nSeq * d, "v");
+    for (const [rows, from] of [[this.#layer(cache, "k", layer), k], [this.#layer(cache, "v", layer), v]]) {
+      for (let h = 0; h < nHead; h++) {
+        this.view(rows + 4 * (h * nCtx + start) * d, nSeq * d).set(from.subarray(h * nSeq * d, (h + 1) * nSeq * d));
+      }
+    }
+  }
+
+  /**
+   * Attention scores of nSeq queries over a layer's first nPast keys, per head: s[h, i, j] =
+   * q[h, i] . k[h, j] (not scaled).
+   * @param {Float32Array} q [nHead, nSeq, d]
+   * @param {Float32Array} s [nHead, nSeq, nPast]
+   */
+  scoresInto(cache, layer, q, nSeq, nPast, s) {
+    const { nHead, nCtx, d } = this.#cacheAt(cache, layer, nPast);
+    this.#attention("attention_scores", this.#layer(cache, "k", layer), q, nHead * nSeq * d, s,
+                    nHead * nSeq * nPast, [nHead, nSeq, nPast, d, nCtx]);
+  }
+
+  /**
+   * Attention's output: the weights p times a layer's first nPast values, per head: o[h, i] =
+   * sum over j of p[h, i, j] * v[h, j].
+   * @param {Float32Array} p [nHead, nSeq, nPast]
+   * @param {Float32Array} o [nHead, nSeq, d]
+   */
+  mixInto(cache, layer, p, nSeq, nPast, o) {
+    const { nHead, nCtx, d } = this.#cacheAt(cache, layer, nPast);
+    this.#attention("attention_mix", this.#layer(cache, "v", layer), p, nHead * nSeq * nPast, o,
+                    nHead * nSeq * d, [nHead, nSeq, nPast, d, nCtx]);
+  }
+
+  /** A cache, once its layer and its last position (end <= nCtx) are checked. */
+  #cacheAt(cache, layer, end) {
+    const c = this.caches[cache];
+    if (!(layer >= 0 && layer < c.nLayer)) throw new RangeError(`layer ${layer} of ${c.nLayer}`);
+    if (!(end >= 0 && end <= c.nCtx)) throw new RangeError(`position ${end} past the cache's ${c.nCtx}`);
+    return c;
+  }
+
+  /** The address of a layer's keys ("k") or values ("v"). */
+  #layer(cache, kind, layer) {
+    const c = this.caches[cache];
+    return c[kind] + 4 * layer * c.nHead * c.nCtx * c.d;
+  }
+
+  /** Run an attention export on `input` (copied in) into `output` (copied out), through scratch. */
+  #attention(name, rows, input, inputLength, output, outputLength, sizes) {
+    checkLength(input, inputLength, "input");
+    checkLength(output, outputLength, "output");
+    const mark = this.wasm.heap_mark();
+    try {
+      const inPtr = this.alloc(inputLength);
+      const outPtr = this.alloc(outputLength);
+      this.view(inPtr, inputLength).set(input);
+      this.wasm[name](inPtr, rows, outPtr, ...sizes);
+      output.set(this.view(outPtr, outputLength));
+    } finally {
+      this.wasm.heap_release(mark);
+    }
   }
 
   /** The byte offset of `floats` new float32s in the module's memory. */

@@ -22,7 +22,8 @@ from support import int8_gemv, int8_gemv_rounding, quantize
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
 WASM = KERNELS / "matmul.wasm"
-EXPORTS = ["alloc", "heap_mark", "heap_release", "matmul_t", "matmul_t_q8", "memory", "quantize_rows"]
+EXPORTS = ["alloc", "attention_mix", "attention_scores", "heap_mark", "heap_release", "matmul_t", "matmul_t_q8", "memory",
+           "quantize_rows"]
 
 # (n_seq, n_in, n_out): every remainder mod 4 of each size, on the GEMV (n_seq == 1) and the
 # GEMM path, then GPT-2 small's shapes (attention in and MLP up, one token and 128).
@@ -120,6 +121,55 @@ console.log(JSON.stringify({ bytesAfterFirstPass, bytes, addInt8Growth: fresh.by
                              addInt8Matrix: [nOut, nIn] }));
 """
 
+# A KV cache of 2 layers for each head size: per layer its keys and values, written in two
+# calls (positions 0..a, then a..b), then NaN rows at b..n_ctx in layer 1 (past what is read);
+# then per layer and query count, the scores of the queries over the first b keys, and the mix of
+# the given weights with the first b values, each run twice (the second pass must not grow the
+# memory); last, writes and reads past n_ctx, which must be refused.
+RUN_ATTENTION = """
+import { readFileSync, writeFileSync } from "node:fs";
+const [kernelsUrl, wasmPath, dataPath, outPath, casesJson] = process.argv.slice(1);
+const { loadKernels } = await import(kernelsUrl);
+const kernels = await loadKernels(readFileSync(wasmPath));
+const data = readFileSync(dataPath);
+const floats = new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4);
+let at = 0;
+const take = n => floats.subarray(at, (at += n));
+const jobs = JSON.parse(casesJson).map(({ nHead, d, nCtx, a, b, queries }) => {
+  const cache = kernels.addCache(2, nHead, nCtx, d);
+  for (const layer of [0, 1]) {
+    const [k, v] = [take(nHead * b * d), take(nHead * b * d)];
+    const part = (x, start, end) => Float32Array.from({ length: nHead * (end - start) * d }, (_, i) => {
+      const h = Math.floor(i / ((end - start) * d));
+      return x[h * b * d + start * d + (i % ((end - start) * d))];
+    });
+    kernels.storeKV(cache, layer, 0, part(k, 0, a), part(v, 0, a), a);
+    kernels.storeKV(cache, layer, a, part(k, a, b), part(v, a, b), b - a);
+  }
+  const nan = new Float32Array(nHead * (nCtx - b) * d).fill(NaN);
+  kernels.storeKV(cache, 1, b, nan, nan, nCtx - b);
+  const reads = [0, 1].flatMap(layer => queries.map(nSeq => ({ layer, nSeq, q: take(nHead * nSeq * d), p: take(nHead * nSeq * b) })));
+  return { cache, nHead, d, nCtx, b, reads };
+});
+const run = () => jobs.flatMap(({ cache, nHead, d, b, reads }) => reads.flatMap(({ layer, nSeq, q, p }) => {
+  const s = new Float32Array(nHead * nSeq * b).fill(NaN), o = new Float32Array(nHead * nSeq * d).fill(NaN);
+  kernels.scoresInto(cache, layer, q, nSeq, b, s);
+  kernels.mixInto(cache, layer, p, nSeq, b, o);
+  return [s, o];
+}));
+run();
+const bytesAfterFirstPass = kernels.bytes;
+const ys = run();
+writeFileSync(outPath, Buffer.concat(ys.map(y => new Uint8Array(y.buffer))));
+const { cache, nHead, d, nCtx } = jobs[0];
+const refused = [() => kernels.storeKV(cache, 0, nCtx, new Float32Array(nHead * d), new Float32Array(nHead * d), 1),
+                 () => kernels.scoresInto(cache, 0, new Float32Array(nHead * d), 1, nCtx + 1, new Float32Array(nHead * (nCtx + 1))),
+                 () => kernels.mixInto(cache, 2, new Float32Array(nHead), 1, 1, new Float32Array(nHead * d))].map(f => {
+  try { f(); return null; } catch (error) { return error.name; }
+});
+console.log(JSON.stringify({ bytesAfterFirstPass, bytes: kernels.bytes, refused }));
+"""
+
 # The committed module validates and exports what kernels/matmul.js uses.
 # Reads rows of a float32 handle back (rowsInto: the embedding lookup of a tied LM head held by
 # the kernels), after a second matrix has grown the memory; then asks an int8 handle for rows and a
@@ -214,6 +264,49 @@ def test_rows_read_back_a_float32_matrix(node, tmp_path):
                       tmp_path / "rows.f32", *w.shape, json.dumps(ids))
     assert np.array_equal(np.fromfile(tmp_path / "rows.f32", dtype=np.float32).reshape(len(ids), 13), w[ids])
     assert result["refused"] == ["TypeError", "RangeError", "RangeError"]
+
+
+# Head sizes with every remainder mod 4 (the kernels' lanes) and GPT-2's 64; a tiny and a
+# GPT-2-sized context; queries one (decode) and several (a prompt: the scores by the GEMM).
+ATTENTION_CASES = [dict(nHead=3, d=1, nCtx=9, a=2, b=7, queries=[1, 5]),
+                   dict(nHead=2, d=6, nCtx=8, a=3, b=4, queries=[1, 3, 4]),
+                   dict(nHead=1, d=7, nCtx=12, a=1, b=11, queries=[2]),
+                   dict(nHead=4, d=8, nCtx=16, a=0, b=16, queries=[1, 9]),
+                   dict(nHead=12, d=64, nCtx=1024, a=100, b=160, queries=[1, 6])]
+
+
+def test_attention_over_a_cache_equals_numpy(node, tmp_path):
+    """A KV cache in the kernels' memory: keys and values written in two calls land where NumPy
+    puts them; the scores q . k of one or several queries over the first n_past keys, and the
+    weights' mix of the first n_past values, of each layer and head, are within 1e-5 of NumPy's
+    einsum, relative to the size of their terms; what lies past n_past (NaN here) is not read,
+    the scratch space is freed, and positions or layers past the cache's are refused."""
+    rng = np.random.default_rng(5)
+    chunks, expected = [], []
+    for case in ATTENTION_CASES:
+        n_head, d, b = case["nHead"], case["d"], case["b"]
+        layers = [(rng.standard_normal((n_head, b, d), dtype=np.float32),
+                   rng.standard_normal((n_head, b, d), dtype=np.float32)) for _ in range(2)]
+        chunks += [a for kv in layers for a in kv]
+        for k, v in layers:
+            for n_seq in case["queries"]:
+                q = rng.standard_normal((n_head, n_seq, d), dtype=np.float32)
+                p = rng.random((n_head, n_seq, b), dtype=np.float32)
+                chunks += [q, p]
+                expected += [(np.einsum("hid,hjd->hij", q, k), np.einsum("hid,hjd->hij", np.abs(q), np.abs(k))),
+                             (np.einsum("hij,hjd->hid", p, v), np.einsum("hij,hjd->hid", p, np.abs(v)))]
+    (tmp_path / "in.f32").write_bytes(b"".join(a.tobytes() for a in chunks))
+    result = run_node(node, RUN_ATTENTION, (KERNELS / "matmul.js").as_uri(), WASM, tmp_path / "in.f32",
+                      tmp_path / "out.f32", json.dumps(ATTENTION_CASES))
+    assert result["bytes"] == result["bytesAfterFirstPass"], "the attention's scratch space was not freed"
+    assert result["refused"] == ["RangeError"] * 3
+    out = np.fromfile(tmp_path / "out.f32", dtype=np.float32)
+    at = 0
+    for reference, scale in expected:
+        got = out[at:at + reference.size].reshape(reference.shape)
+        at += reference.size
+        assert np.all(np.abs(got - reference) <= 1e-5 * scale), reference.shape
+    assert at == out.size
 
 
 def special_rows(n_in: int) -> np.ndarray:

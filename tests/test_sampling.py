@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine import GenerationSettings
-from engine.sampling import READERS, apply_repetition_penalty, choose_next
+from engine.sampling import READERS, apply_repetition_penalty, choose_next, top_ids
 from tools.make_settings_fields import TARGET, render
 
 LOGITS = np.array([3.0, 2.5, 2.0, 1.0, 0.5, 0.0, -1.0, -2.0], dtype=np.float32)
@@ -29,6 +29,21 @@ def test_same_seed_same_tokens(tiny):
 
 def test_greedy_takes_the_argmax():
     assert set(draws(GenerationSettings(temperature=0, repetition_penalty=1.0), 20)) == {0}
+
+
+@pytest.mark.parametrize("n", [1, 7, 63, 64, 65, 300, 4096, 50257])
+@pytest.mark.parametrize("values", ["distinct", "ties", "nan"])
+def test_top_ids_are_a_full_sorts_first_k(n, values):
+    """top_ids (which sorts only the values reaching the k-th largest block maximum) gives the
+    first k ids of NumPy's stable sort of the whole array: largest first, ties by id, NaNs last."""
+    rng = np.random.default_rng(n)
+    v = rng.standard_normal(n)
+    if values == "ties":
+        v = np.round(v * 2)  # a few values, each many times
+    if values == "nan":
+        v[rng.integers(0, n, max(n // 10, 1))] = np.nan
+    for k in sorted({1, 5, 40, n // 2, n} & set(range(1, n + 1))):
+        assert list(top_ids(v, k)) == list(np.argsort(-v, kind="stable")[:k]), k
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])

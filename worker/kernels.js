@@ -1,7 +1,7 @@
 // The WebAssembly SIMD kernels (kernels/matmul.js) for the model worker's Python
 // (worker/kernels.py). NumPy arrays are read and written in place in Pyodide's memory, so nothing
 // is converted on the way: as PyProxies, through their buffers, or (a product's x and y, 49
-// times a token) as their addresses in that memory.
+// times a token, and attention's arrays) as their addresses in that memory.
 import { loadKernels } from "../kernels/matmul.js";
 
 export { simdSupported } from "../kernels/matmul.js";
@@ -41,9 +41,38 @@ class PyKernels {
    * costs a NumPy array's PyProxy and buffer nothing (twice per product, 49 products a token). */
   matmulAt(xAt, nSeq, handle, yAt) {
     const { nOut, nIn } = this.kernels.shape(handle);
-    const floats = this.heap.HEAPF32; // made anew when the memory grows
-    const x = floats.subarray(xAt >>> 2, (xAt >>> 2) + nSeq * nIn);
-    this.kernels.matmulInto(x, nSeq, handle, floats.subarray(yAt >>> 2, (yAt >>> 2) + nSeq * nOut));
+    this.kernels.matmulInto(this.#floats(xAt, nSeq * nIn), nSeq, handle, this.#floats(yAt, nSeq * nOut));
+  }
+
+  /** A key/value cache in the kernels' memory (MatmulKernels.addCache); its handle. */
+  addCache(nLayer, nHead, nCtx, d) {
+    return this.kernels.addCache(nLayer, nHead, nCtx, d);
+  }
+
+  /** A layer's keys and values of nSeq tokens, float32 [nHead, nSeq, d] at kAt and vAt of
+   * Pyodide's memory, written at positions start.. of the cache. */
+  storeAt(cache, layer, start, kAt, vAt, nSeq) {
+    const { nHead, d } = this.kernels.caches[cache];
+    this.kernels.storeKV(cache, layer, start, this.#floats(kAt, nHead * nSeq * d), this.#floats(vAt, nHead * nSeq * d), nSeq);
+  }
+
+  /** Attention scores (MatmulKernels.scoresInto) of q [nHead, nSeq, d] at qAt into s [nHead,
+   * nSeq, nPast] at sAt. */
+  scoresAt(cache, layer, qAt, nSeq, nPast, sAt) {
+    const { nHead, d } = this.kernels.caches[cache];
+    this.kernels.scoresInto(cache, layer, this.#floats(qAt, nHead * nSeq * d), nSeq, nPast, this.#floats(sAt, nHead * nSeq * nPast));
+  }
+
+  /** Attention's output (MatmulKernels.mixInto) of the weights p [nHead, nSeq, nPast] at pAt
+   * into o [nHead, nSeq, d] at oAt. */
+  mixAt(cache, layer, pAt, nSeq, nPast, oAt) {
+    const { nHead, d } = this.kernels.caches[cache];
+    this.kernels.mixInto(cache, layer, this.#floats(pAt, nHead * nSeq * nPast), nSeq, nPast, this.#floats(oAt, nHead * nSeq * d));
+  }
+
+  /** `length` float32s at byte address `at` of Pyodide's memory. */
+  #floats(at, length) {
+    return this.heap.HEAPF32.subarray(at >>> 2, (at >>> 2) + length); // HEAPF32: made anew when the memory grows
   }
 }
 

@@ -1,7 +1,8 @@
-"""The weight products on WebAssembly SIMD: at load, a model's weight matrices move from NumPy
-into the kernel module's own memory (kernels/, through worker/kernels.js), a second address
-space beside Pyodide's heap, and the forward pass multiplies by them there. NumPy's einsum
-stays the reference and the fallback: ?kernels=numpy, or a browser without WASM SIMD."""
+"""The weight products and attention on WebAssembly SIMD: at load, a model's weight matrices
+move from NumPy into the kernel module's own memory (kernels/, through worker/kernels.js), a
+second address space beside Pyodide's heap, and the forward pass multiplies by them there; its
+KV cache is made there too, and attention's two products run over it. NumPy stays the reference
+and the fallback: ?kernels=numpy, or a browser without WASM SIMD."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -50,6 +51,39 @@ class HeldWeight:
         return self.shape[0]
 
 
+class HeldKVCache:
+    """Keys and values of every layer, for the heads of one shard, in the kernels' memory, and
+    attention's two products over them there: engine/gpt2/forward.py's KVCache, whose methods it
+    offers, on WebAssembly SIMD. Keys and values are kept as rows, [n_head, n_ctx, head_dim]
+    per layer."""
+
+    def __init__(self, kernels, config, n_head: int):
+        self.kernels, self.n_head, self.head_dim, self.length = kernels, n_head, config.head_dim, 0
+        self.handle = kernels.addCache(config.n_layer, n_head, config.n_ctx, config.head_dim)
+        self.nbytes = 2 * 4 * config.n_layer * n_head * config.n_ctx * config.head_dim
+
+    def append(self, layer: int, k: np.ndarray, v: np.ndarray) -> int:
+        """Store a layer's new keys and values [n_head, n_seq, head_dim] after its first `length`;
+        return how many the layer holds now."""
+        k, v = np.ascontiguousarray(k, dtype=np.float32), np.ascontiguousarray(v, dtype=np.float32)
+        self.kernels.storeAt(self.handle, layer, self.length, k.ctypes.data, v.ctypes.data, k.shape[1])
+        return self.length + k.shape[1]
+
+    def scores(self, layer: int, q: np.ndarray, n_past: int) -> np.ndarray:
+        """q [n_head, n_seq, head_dim] -> [n_head, n_seq, n_past]"""
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        s = np.empty((self.n_head, q.shape[1], n_past), dtype=np.float32)
+        self.kernels.scoresAt(self.handle, layer, q.ctypes.data, q.shape[1], n_past, s.ctypes.data)
+        return s
+
+    def mix(self, layer: int, p: np.ndarray) -> np.ndarray:
+        """p [n_head, n_seq, n_past] -> [n_head, n_seq, head_dim]"""
+        p = np.ascontiguousarray(p, dtype=np.float32)
+        o = np.empty((self.n_head, p.shape[1], self.head_dim), dtype=np.float32)
+        self.kernels.mixAt(self.handle, layer, p.ctypes.data, p.shape[1], p.shape[2], o.ctypes.data)
+        return o
+
+
 class Holder:
     """Moves weight matrices into one instance of the kernels (one per model), as float32 or as
     int8 with a scale per row (kernels/README.md); a HeldWeight given stays as it is."""
@@ -59,6 +93,10 @@ class Holder:
 
     def __call__(self, matrix):
         return matrix if isinstance(matrix, HeldWeight) else HeldWeight(self.kernels, matrix, self.int8)
+
+    def cache(self, config, n_head: int) -> HeldKVCache:
+        """A KV cache for n_head heads of a model of this config, in the same kernels' memory."""
+        return HeldKVCache(self.kernels, config, n_head)
 
 
 async def weight_holder(kernels: str, weights: str) -> Holder | None:

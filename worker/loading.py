@@ -157,7 +157,7 @@ async def read_model(source: Source, cache: Cache, progress: LoadProgress, label
     tokenizer = await wasm_tokenizer(read_tokenizer_files(have), request.tiktoken)
     hold = await weight_holder(request.kernels, request.weights)
     config, params, tokenizer = read_checkpoint(have, ARCHITECTURES, tokenizer)
-    return Model(config, hold_params(params, architecture_of(config), hold), tokenizer)
+    return Model(config, hold_params(params, architecture_of(config), hold), tokenizer, hold and hold.cache)
 
 
 async def lead_tokenizer(have: dict, request: LoadRequest, config) -> Tokenizer | Exception:
@@ -234,6 +234,7 @@ async def read_shard(source: Source, cache: Cache, progress: LoadProgress, label
         stream.finish()
     tokenizer = raised(await making_tokenizer) if making_tokenizer else None
     params = hold_params(builder.finish(), architecture, hold)
+    new_cache = hold and hold.cache  # the KV cache in the kernels' memory too
     if n_shards == 1:
-        return Model(config, params, tokenizer)
-    return ShardOfModel(Shard(config, params), tokenizer, index, n_shards)
+        return Model(config, params, tokenizer, new_cache)
+    return ShardOfModel(Shard(config, params, new_cache), tokenizer, index, n_shards)

@@ -4,11 +4,11 @@ big download, so a model this device cannot hold is refused before any weight is
 A worker has two WebAssembly memories, each at most 4 GiB (32-bit): Pyodide's heap and, with the
 SIMD kernels, the kernels' own, which holds the blocks' weight matrices and the LM head (a quarter
 of their bytes in int8; in float32 the head is the tied token embedding, whose rows the embedding
-reads back). The heap holds the rest of the shard's weights (the position embedding, the token
-embedding in int8, NumPy's matrices when there are no kernels), its KV cache, and while loading
-one cache chunk and one tensor (the rolling download and the tensor-by-tensor read), or the
-whole file where it is read whole (no cache, a .bin). Pure arithmetic: worker/loading.py applies
-it, tests/test_memory.py checks it."""
+reads back), and the KV cache. The heap holds the rest of the shard's weights (the position
+embedding, the token embedding in int8, NumPy's matrices and KV cache when there are no kernels),
+and while loading one cache chunk and one tensor (the rolling download and the tensor-by-tensor
+read), or the whole file where it is read whole (no cache, a .bin). Pure arithmetic:
+worker/loading.py applies it, tests/test_memory.py checks it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,9 +45,10 @@ def worker_need(architecture: ModuleType, config, n_shards: int, kernels: bool, 
     head = config.n_vocab * config.n_embd  # the LM head's parameters: the tied wte
     held = architecture.matrix_params(config) + head if kernels else 0  # the blocks' matrices and the head
     in_heap = params - held + (head if kernels and int8 else 0)  # int8 keeps the embedding in float32 too
-    heap = 4 * in_heap // n_shards + architecture.kv_cache_bytes(config) // n_shards
+    kv_cache = architecture.kv_cache_bytes(config) // n_shards
+    heap = 4 * in_heap // n_shards + (0 if kernels else kv_cache)
     loading = whole_file or CHUNK_SIZE + 4 * architecture.largest_tensor_params(config)
-    return Need(n_shards, BASE_HEAP + heap + loading, held * (1 if int8 else 4) // n_shards)
+    return Need(n_shards, BASE_HEAP + heap + loading, held * (1 if int8 else 4) // n_shards + (kv_cache if kernels else 0))
 
 
 def workers_needed(architecture: ModuleType, config, kernels: bool, int8: bool, whole_file: int = 0,

@@ -25,6 +25,8 @@ from .config import GPT2Config
 from .params import Block, Params
 
 MAX_ITERATION = 2**31 - 1  # einsum counts its iterations in an intp: 32 bits in Pyodide
+GELU_A = np.float32(-2 * np.sqrt(2 / np.pi))  # gelu's -2u = x * (GELU_A + GELU_B * x * x)
+GELU_B = np.float32(-2 * np.sqrt(2 / np.pi) * 0.044715)
 
 
 def einsum_t(a: np.ndarray, b: np.ndarray, max_iteration: int = MAX_ITERATION) -> np.ndarray:
@@ -46,8 +48,10 @@ else:
 
 class KVCache:
     """Keys and values of every layer for the tokens seen so far, preallocated to n_ctx, for
-    the heads of one shard. Values are kept transposed, [n_head, head_dim, n_ctx], so that both
-    products of attention run over contiguous rows."""
+    the heads of one shard, and attention's two products over them. Values are kept transposed,
+    [n_head, head_dim, n_ctx], so that both products run over contiguous rows. In the browser
+    the cache is usually held by the WebAssembly SIMD kernels instead (worker/kernels.py's
+    HeldKVCache, which offers the same methods)."""
 
     def __init__(self, config: GPT2Config, n_head: int | None = None):
         n_head = config.n_head if n_head is None else n_head
@@ -55,22 +59,36 @@ class KVCache:
         self.v_t = np.zeros((config.n_layer, n_head, config.head_dim, config.n_ctx), dtype=np.float32)
         self.head_dim, self.length = config.head_dim, 0
 
-    def append(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Store a layer's new keys and values [n_head, n_seq, head_dim]; return all its keys so
-        far [n_head, n_past, head_dim] and all its values transposed [n_head, head_dim, n_past]."""
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v_t.nbytes
+
+    def append(self, layer: int, k: np.ndarray, v: np.ndarray) -> int:
+        """Store a layer's new keys and values [n_head, n_seq, head_dim] after its first `length`;
+        return how many the layer holds now."""
         start, end = self.length, self.length + k.shape[1]
         self.k[layer, :, start:end] = k
         self.v_t[layer, :, :, start:end] = np.swapaxes(v, -1, -2)
-        return self.k[layer, :, :end], self.v_t[layer, :, :, :end]
+        return end
+
+    def scores(self, layer: int, q: np.ndarray, n_past: int) -> np.ndarray:
+        """The queries times the layer's first n_past keys, per head:
+        q [n_head, n_seq, head_dim] -> [n_head, n_seq, n_past]"""
+        return matmul_t(q, self.k[layer, :, :n_past])
+
+    def mix(self, layer: int, p: np.ndarray) -> np.ndarray:
+        """The attention weights times the layer's first n_past values, per head:
+        p [n_head, n_seq, n_past] -> [n_head, n_seq, head_dim]"""
+        return matmul_t(p, self.v_t[layer, :, :, :p.shape[-1]])
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    # GPT-2's tanh approximation ("gelu_new"), 0.5 * x * (1 + tanh(u)), written as
-    # x * sigmoid(2u): the same function, and exp costs a third of tanh in Pyodide.
-    # x * x * x, as x**3 goes through the slow float pow.
-    u = np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x * x * x)
+    # GPT-2's tanh approximation ("gelu_new"), 0.5 * x * (1 + tanh(u)) with u = sqrt(2 / pi) *
+    # (x + 0.044715 * x**3), written as x * sigmoid(2u) = x / (1 + exp(-2u)): the same function,
+    # and exp costs a third of tanh in Pyodide; -2u = x * (A + B * x * x), its constants folded
+    # (half the NumPy calls of the formula as written; x * x, as x**2 goes through a slow pow).
     with np.errstate(over="ignore"):  # very negative x: exp(-2u) = inf, and x / inf = -0
-        return x / (1 + np.exp(-2 * u))
+        return x / (1 + np.exp(x * (GELU_A + GELU_B * (x * x))))
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -102,17 +120,16 @@ def linear(x: np.ndarray, w, b: np.ndarray) -> np.ndarray:
     return y
 
 
-def attention(q: np.ndarray, k: np.ndarray, v_t: np.ndarray) -> np.ndarray:
-    """Causal attention of n_seq new queries over n_past >= n_seq keys, per head:
-    q [n_head, n_seq, head_dim], k [n_head, n_past, head_dim], v_t [n_head, head_dim, n_past]
-    -> [n_head, n_seq, head_dim]."""
-    t, s = q.shape[1], k.shape[1]
-    scores = matmul_t(q, k)  # [n_head, n_seq, n_past]
+def attention(q: np.ndarray, cache: KVCache, layer: int, n_past: int) -> np.ndarray:
+    """Causal attention of n_seq new queries over the layer's first n_past >= n_seq cached keys
+    and values, per head: q [n_head, n_seq, head_dim] -> [n_head, n_seq, head_dim]."""
+    t = q.shape[1]
+    scores = cache.scores(layer, q, n_past)  # [n_head, n_seq, n_past]
     scores *= np.float32(1 / np.sqrt(q.shape[-1]))
-    if t > 1:  # query i sits at position s - t + i and may not see later keys
-        future = np.arange(s)[None, :] > np.arange(s - t, s)[:, None]
+    if t > 1:  # query i sits at position n_past - t + i and may not see later keys
+        future = np.arange(n_past)[None, :] > np.arange(n_past - t, n_past)[:, None]
         np.copyto(scores, np.float32(-np.inf), where=future)
-    return matmul_t(softmax(scores), v_t)
+    return cache.mix(layer, softmax(scores))
 
 
 def split_heads(x: np.ndarray, head_dim: int) -> np.ndarray:
@@ -144,8 +161,8 @@ def attention_partial(x: np.ndarray, block: Block, cache: KVCache, layer: int, q
     qkv = linear(x, block.w_qkv, block.b_qkv)  # [n_seq, n_embd] -> [n_seq, 3*width]
     width = qkv.shape[-1] // 3
     q, k, v = qkv[queries, :width], qkv[:, width:2 * width], qkv[:, 2 * width:]
-    keys, values_t = cache.append(layer, split_heads(k, cache.head_dim), split_heads(v, cache.head_dim))
-    out = attention(split_heads(q, cache.head_dim), keys, values_t)  # [n_head, n_queries, head_dim]
+    n_past = cache.append(layer, split_heads(k, cache.head_dim), split_heads(v, cache.head_dim))
+    out = attention(split_heads(q, cache.head_dim), cache, layer, n_past)  # [n_head, n_queries, head_dim]
     return project(merge_heads(out), block.w_attn_proj)  # [n_queries, width] -> [n_queries, n_embd]
 
 
