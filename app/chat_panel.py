@@ -206,7 +206,7 @@ async def write_reply(body, request):
             show_stats(info, count, started, first)
             if tokens[-1]["finish"]:
                 break
-            await asyncio.sleep(max(SHOW_EVERY_MS - (js.performance.now() - shown), 0) / 1000)
+            await worker.settle(max(SHOW_EVERY_MS - (js.performance.now() - shown), 0))  # the last at once
             if state["stop"]:
                 break
     finally:

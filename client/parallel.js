@@ -6,6 +6,7 @@
 //   await model.start(JSON.stringify({ prompt, settings }));   // as the model worker's start()
 //   const step = JSON.parse(await model.step());                 // as its step()
 //   const ready = JSON.parse(await model.steps());               // or every token ready: [step, ...]
+//   await model.settle(100);                                     // 100 ms, or until the reply's last token
 //
 // `model` offers the model worker's exported functions (load, start, step, stop, tokenize,
 // logits, defaults, heap_bytes, cache_models, cache_delete, model_size, cancel; JSON strings in and out), so a
@@ -54,15 +55,20 @@ class TokenQueue {
   #items = [];
   #waiting = [];
   #error = null;
+  #end = null;
+  /** Resolves once the reply's last token is in, or the queue failed. */
+  ended = new Promise(resolve => { this.#end = resolve; });
 
   put(token) {
     const waiting = this.#waiting.shift();
     if (waiting) waiting.resolve(token); else this.#items.push(token);
+    if (token.finish) this.#end();
   }
 
   fail(error) {
     this.#error = error;
     this.#waiting.splice(0).forEach(w => w.reject(error));
+    this.#end();
   }
 
   take() {
@@ -336,6 +342,13 @@ export class ParallelModel {
     const out = [await this.#take()];
     while (!out.at(-1).finish && this.buffered) out.push(await this.#take());
     return JSON.stringify(out);
+  }
+
+  /** Wait `ms` milliseconds, or less if the reply's last token comes first (or there is no
+   * reply): a page that shows the tokens a few times a second (steps) shows the last ones at once. */
+  settle(ms) {
+    const ended = this.#reply?.tokens.ended ?? Promise.resolve();
+    return Promise.race([ended, new Promise(resolve => setTimeout(resolve, ms))]);
   }
 
   /** Tokens the model has ready that step() has not returned yet. */

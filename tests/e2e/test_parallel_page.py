@@ -49,23 +49,30 @@ def test_sharded_page_writes_the_single_worker_greedy_reply(open_plain, hub):
 
 def test_sharded_steps_equal_cpython_token_by_token(open_plain, hub):
     """odd-heads' 3 heads split 2 + 1: greedy, then sampled with a seed, step by step. The model
-    runs a reply ahead of the page: tokens wait for whoever takes them (steps: all that are ready)."""
+    runs a reply ahead of the page: tokens wait for whoever takes them (steps: all that are ready);
+    settle(ms) ends early once the reply's last token is in (a page showing tokens every ms shows
+    the last ones at once), and at once when there is no reply."""
     app = sharded_example(open_plain, hub, "odd-heads", 2)
     settings = dict(temperature=0.9, top_k=50, top_p=0.9, repetition_penalty=1.2, seed=11, max_new_tokens=60)
     steps = app.page.evaluate("""async settings => {
-        const m = window.parallelModel, out = [];
+        const m = window.parallelModel, out = [], sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+        const settles = () => Promise.race([m.settle(600000).then(() => "settled"), sleep(30000).then(() => "waited")]);
         await m.start(JSON.stringify({ prompt: "Once upon a time", settings: { temperature: 0, max_new_tokens: 20 } }));
-        await new Promise(resolve => setTimeout(resolve, 1000));
+        await sleep(1000);
         const ahead = m.buffered, batch = JSON.parse(await m.steps());
+        const settled = await settles();
+        batch.push(...(batch.at(-1).finish ? [] : JSON.parse(await m.steps())));
         await m.stop();
+        const idle = await settles();
         const info = JSON.parse(await m.start(JSON.stringify({ prompt: "Once upon a time", settings })));
         for (;;) { const s = JSON.parse(await m.step()); out.push(s); if (s.finish) break; }
-        return { ahead, batch, info, out, tokens: JSON.parse(await m.tokenize("Once upon a time")) };
+        return { ahead, batch, settled, idle, info, out, tokens: JSON.parse(await m.tokenize("Once upon a time")) };
     }""", settings)
     model = fixture_model("odd-heads")
     greedy = [s.token_id for s in model.generate("Once upon a time", temperature=0, max_new_tokens=20)]
-    assert steps["ahead"] >= 5 and len(steps["batch"]) >= steps["ahead"]
-    assert [s["token_id"] for s in steps["batch"]] == greedy[:len(steps["batch"])]
+    assert steps["ahead"] >= 5
+    assert [s["token_id"] for s in steps["batch"]] == greedy and steps["batch"][-1]["finish"]
+    assert steps["settled"] == steps["idle"] == "settled"
     expected = list(model.generate("Once upon a time", **settings))
     assert steps["info"]["prompt_tokens"] == len(steps["tokens"]) == len(model.tokenizer.encode("Once upon a time"))
     assert [(s["token_id"], s["text"], s["finish"]) for s in steps["out"]] == \
