@@ -103,9 +103,11 @@ def mean(x: np.ndarray) -> np.ndarray:
 
 
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
-    x = x - mean(x)
-    variance = mean(x * x)
-    return g * x / np.sqrt(variance + np.float32(eps)) + b
+    x = x - mean(x)  # a new array, scaled in place below
+    x *= 1 / np.sqrt(mean(x * x) + np.float32(eps))  # one division per row, not one per value
+    x *= g
+    x += b
+    return x
 
 
 def project(x: np.ndarray, w) -> np.ndarray:
