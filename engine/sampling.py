@@ -93,8 +93,8 @@ def top_ids(values: np.ndarray, k: int, block: int = 64) -> np.ndarray:
     """Ids of the k largest values, largest first (of equal values, the lower id first). The k
     largest are all at least the k-th largest of the maxima of blocks of `block` values (the k
     blocks with the largest maxima hold k values at least that large), so only those are sorted:
-    a few times k values, where a full partition of a vocabulary costs ~0.6 ms in Pyodide.
-    NaNs come last."""
+    a few times k values, not the whole vocabulary (whose partition is slow in Pyodide). NaNs
+    come last."""
     if k < len(values) // block:
         maxima = np.maximum.reduceat(values, np.arange(0, len(values), block))
         ids = np.flatnonzero(values >= np.partition(maxima, -k)[-k])
