@@ -13,8 +13,8 @@ from pyscript import document, window
 
 STORAGE_KEY = "browser-llm:conversation"
 SET_ASIDE_KEY = STORAGE_KEY + ":set-aside"
-# A reply's new tokens go into the page at most this often: every update of the page takes CPU
-# time from the model's workers, which on a small machine use every core.
+# A reply's new tokens go into the page at most this often, and half as often when the model's
+# workers use every core: every update of the page takes CPU time from them then.
 SHOW_EVERY_MS = 100
 PLACEHOLDERS = {
     "completion": "Write the start of a text; GPT-2 continues it. Enter sends, Shift+Enter adds a line.",
@@ -192,6 +192,7 @@ async def write_reply(body, request):
         return False
     started, count = js.performance.now(), 0
     first = started
+    every = SHOW_EVERY_MS * (2 if worker.usesEveryCore else 1)
     try:
         while True:  # the model runs the reply ahead; each pass shows what it has written since
             tokens = json.loads(await worker.steps())
@@ -206,7 +207,7 @@ async def write_reply(body, request):
             show_stats(info, count, started, first)
             if tokens[-1]["finish"]:
                 break
-            await worker.settle(max(SHOW_EVERY_MS - (js.performance.now() - shown), 0))  # the last at once
+            await worker.settle(max(every - (js.performance.now() - shown), 0))  # the last at once
             if state["stop"]:
                 break
     finally:

@@ -351,6 +351,12 @@ export class ParallelModel {
     return Promise.race([ended, new Promise(resolve => setTimeout(resolve, ms))]);
   }
 
+  /** Whether the loaded model's workers use every core of this machine (so the page's thread
+   * has none to itself, and whatever it does takes time from them). */
+  get usesEveryCore() {
+    return this.#active >= (navigator.hardwareConcurrency || 1);
+  }
+
   /** Tokens the model has ready that step() has not returned yet. */
   get buffered() { return this.#reply?.tokens.length ?? 0; }
 

@@ -35,6 +35,31 @@ def test_reply_grows_token_by_token_and_equals_cpython(chat):
     assert "tokens/s" in chat.page.text_content("#stats")
 
 
+SPY_SETTLE = """() => {
+    const m = window.modelWorker, settle = m.settle.bind(m);
+    window.__waits = [];
+    m.settle = ms => { window.__waits.push(ms); return settle(ms); };
+}"""
+
+
+def test_the_reply_is_shown_half_as_often_when_the_workers_use_every_core(chat, open_app, hub):
+    """Between two updates of the reply the page waits up to 100 ms (settle), or 200 ms when the
+    model's workers use every core: a machine of one core here (navigator.hardwareConcurrency),
+    and the shared page as its machine makes it."""
+    one_core = open_app(lambda context: context.add_init_script(
+        "Object.defineProperty(Navigator.prototype, 'hardwareConcurrency', { get: () => 1 })"),
+        model="test/tiny", endpoint=hub.url, temperature=0, max_new_tokens=40)
+    one_core.wait_status("Ready")
+    for app in (one_core, chat):
+        app.page.evaluate(SPY_SETTLE)
+        app.send("The old lighthouse keeper")
+        app.wait_reply_done()
+        every_core, waits = app.page.evaluate("[window.modelWorker.usesEveryCore, window.__waits]")
+        assert waits and (max(waits) > 100) == every_core, (every_core, waits)
+        assert max(waits) <= 200
+    assert one_core.page.evaluate("window.modelWorker.usesEveryCore") is True
+
+
 def test_user_text_is_shown_as_text_never_html(chat):
     attack = '<img src=x onerror="window.__x=1"><b>bold</b>'
     chat.send(attack)
