@@ -148,7 +148,8 @@ const jobs = JSON.parse(casesJson).map(({ nHead, d, nCtx, a, b, queries }) => {
   }
   const nan = new Float32Array(nHead * (nCtx - b) * d).fill(NaN);
   kernels.storeKV(cache, 1, b, nan, nan, nCtx - b);
-  const reads = [0, 1].flatMap(layer => queries.map(nSeq => ({ layer, nSeq, q: take(nHead * nSeq * d), p: take(nHead * nSeq * b) })));
+  const reads = [0, 1].flatMap(layer => queries.map(nSeq => (
+    { layer, nSeq, q: take(nHead * nSeq * d), p: take(nHead * nSeq * b) })));
   return { cache, nHead, d, nCtx, b, reads };
 });
 const run = () => jobs.flatMap(({ cache, nHead, d, b, reads }) => reads.flatMap(({ layer, nSeq, q, p }) => {

@@ -53,21 +53,24 @@ class PyKernels {
    * Pyodide's memory, written at positions start.. of the cache. */
   storeAt(cache, layer, start, kAt, vAt, nSeq) {
     const { nHead, d } = this.kernels.caches[cache];
-    this.kernels.storeKV(cache, layer, start, this.#floats(kAt, nHead * nSeq * d), this.#floats(vAt, nHead * nSeq * d), nSeq);
+    const floats = nHead * nSeq * d;
+    this.kernels.storeKV(cache, layer, start, this.#floats(kAt, floats), this.#floats(vAt, floats), nSeq);
   }
 
   /** Attention scores (MatmulKernels.scoresInto) of q [nHead, nSeq, d] at qAt into s [nHead,
    * nSeq, nPast] at sAt. */
   scoresAt(cache, layer, qAt, nSeq, nPast, sAt) {
     const { nHead, d } = this.kernels.caches[cache];
-    this.kernels.scoresInto(cache, layer, this.#floats(qAt, nHead * nSeq * d), nSeq, nPast, this.#floats(sAt, nHead * nSeq * nPast));
+    this.kernels.scoresInto(cache, layer, this.#floats(qAt, nHead * nSeq * d), nSeq, nPast,
+                            this.#floats(sAt, nHead * nSeq * nPast));
   }
 
   /** Attention's output (MatmulKernels.mixInto) of the weights p [nHead, nSeq, nPast] at pAt
    * into o [nHead, nSeq, d] at oAt. */
   mixAt(cache, layer, pAt, nSeq, nPast, oAt) {
     const { nHead, d } = this.kernels.caches[cache];
-    this.kernels.mixInto(cache, layer, this.#floats(pAt, nHead * nSeq * nPast), nSeq, nPast, this.#floats(oAt, nHead * nSeq * d));
+    this.kernels.mixInto(cache, layer, this.#floats(pAt, nHead * nSeq * nPast), nSeq, nPast,
+                         this.#floats(oAt, nHead * nSeq * d));
   }
 
   /** `length` float32s at byte address `at` of Pyodide's memory. */

@@ -48,7 +48,8 @@ def worker_need(architecture: ModuleType, config, n_shards: int, kernels: bool, 
     kv_cache = architecture.kv_cache_bytes(config) // n_shards
     heap = 4 * in_heap // n_shards + (0 if kernels else kv_cache)
     loading = whole_file or CHUNK_SIZE + 4 * architecture.largest_tensor_params(config)
-    return Need(n_shards, BASE_HEAP + heap + loading, held * (1 if int8 else 4) // n_shards + (kv_cache if kernels else 0))
+    kernels_memory = held * (1 if int8 else 4) // n_shards + (kv_cache if kernels else 0)
+    return Need(n_shards, BASE_HEAP + heap + loading, kernels_memory)
 
 
 def workers_needed(architecture: ModuleType, config, kernels: bool, int8: bool, whole_file: int = 0,
