@@ -29,11 +29,16 @@ import { MODEL_WORKER, chooseRuntime, startWorker } from "./runtime.js";
 
 export const MAX_WORKERS = 8;
 
-/** How many workers to use: ?workers=N, else one per logical core of the visitor's machine
- * (navigator.hardwareConcurrency), else 1; at most MAX_WORKERS. */
-export function workerCount(query = new URLSearchParams(location.search), cores = navigator.hardwareConcurrency) {
+/** The logical cores of the visitor's machine (navigator.hardwareConcurrency), else 1. */
+function coreCount() {
+  return navigator.hardwareConcurrency || 1;
+}
+
+/** How many workers to use: ?workers=N, else one per logical core (coreCount); at most
+ * MAX_WORKERS. */
+export function workerCount(query = new URLSearchParams(location.search), cores = coreCount()) {
   const asked = Number.parseInt(query.get("workers") ?? "", 10);
-  const n = Number.isFinite(asked) ? asked : cores || 1;
+  const n = Number.isFinite(asked) ? asked : cores;
   return Math.min(Math.max(n, 1), MAX_WORKERS);
 }
 
@@ -134,7 +139,7 @@ export function readAhead(lead, model, bytes = readAheadBytes()) {
 /** What the chunk reader may read ahead: 128 MiB for each core beside the one the model worker
  * starts on (the reader and the worker's start then share no core), within 64 MiB per GB of
  * the device's memory. */
-export function readAheadBytes(cores = navigator.hardwareConcurrency ?? 1, gigabytes = navigator.deviceMemory ?? 4) {
+export function readAheadBytes(cores = coreCount(), gigabytes = navigator.deviceMemory ?? 4) {
   return Math.min(128 * Math.max(cores - 1, 1), 64 * gigabytes) * 2 ** 20;
 }
 
@@ -354,7 +359,7 @@ export class ParallelModel {
   /** Whether the loaded model's workers use every core of this machine (so the page's thread
    * has none to itself, and whatever it does takes time from them). */
   get usesEveryCore() {
-    return this.#active >= (navigator.hardwareConcurrency || 1);
+    return this.#active >= coreCount();
   }
 
   /** Tokens the model has ready that step() has not returned yet. */

@@ -176,17 +176,9 @@ export class MatmulKernels {
     const { ptr, scales, nOut, nIn } = this.weights[handle];
     checkLength(x, nSeq * nIn, "x");
     checkLength(y, nSeq * nOut, "y");
-    const mark = this.wasm.heap_mark(); // x and y are scratch, freed below
-    try {
-      const xPtr = this.alloc(x.length);
-      const yPtr = this.alloc(y.length);
-      this.view(xPtr, x.length).set(x);
-      if (scales === undefined) this.wasm.matmul_t(xPtr, ptr, yPtr, nSeq, nIn, nOut);
-      else this.wasm.matmul_t_q8(xPtr, ptr, scales, yPtr, this.alloc(4 * nIn), nSeq, nIn, nOut);
-      y.set(this.view(yPtr, y.length));
-    } finally {
-      this.wasm.heap_release(mark);
-    }
+    this.#throughScratch(x, y, (xPtr, yPtr) => scales === undefined
+      ? this.wasm.matmul_t(xPtr, ptr, yPtr, nSeq, nIn, nOut)
+      : this.wasm.matmul_t_q8(xPtr, ptr, scales, yPtr, this.alloc(4 * nIn), nSeq, nIn, nOut));
   }
 
   /**
@@ -245,8 +237,11 @@ export class MatmulKernels {
    */
   scoresInto(cache, layer, q, nSeq, nPast, s) {
     const { nHead, nCtx, d } = this.#cacheAt(cache, layer, nPast);
-    this.#attention("attention_scores", this.#layer(cache, "k", layer), q, nHead * nSeq * d, s,
-                    nHead * nSeq * nPast, [nHead, nSeq, nPast, d, nCtx]);
+    checkLength(q, nHead * nSeq * d, "q");
+    checkLength(s, nHead * nSeq * nPast, "s");
+    const keys = this.#layer(cache, "k", layer);
+    this.#throughScratch(q, s, (qPtr, sPtr) =>
+      this.wasm.attention_scores(qPtr, keys, sPtr, nHead, nSeq, nPast, d, nCtx));
   }
 
   /**
@@ -257,8 +252,11 @@ export class MatmulKernels {
    */
   mixInto(cache, layer, p, nSeq, nPast, o) {
     const { nHead, nCtx, d } = this.#cacheAt(cache, layer, nPast);
-    this.#attention("attention_mix", this.#layer(cache, "v", layer), p, nHead * nSeq * nPast, o,
-                    nHead * nSeq * d, [nHead, nSeq, nPast, d, nCtx]);
+    checkLength(p, nHead * nSeq * nPast, "p");
+    checkLength(o, nHead * nSeq * d, "o");
+    const values = this.#layer(cache, "v", layer);
+    this.#throughScratch(p, o, (pPtr, oPtr) =>
+      this.wasm.attention_mix(pPtr, values, oPtr, nHead, nSeq, nPast, d, nCtx));
   }
 
   /** A cache, once its layer and its last position (end <= nCtx) are checked. */
@@ -275,17 +273,16 @@ export class MatmulKernels {
     return c[kind] + 4 * layer * c.nHead * c.nCtx * c.d;
   }
 
-  /** Run an attention export on `input` (copied in) into `output` (copied out), through scratch. */
-  #attention(name, rows, input, inputLength, output, outputLength, sizes) {
-    checkLength(input, inputLength, "input");
-    checkLength(output, outputLength, "output");
+  /** run(inPtr, outPtr) on a copy of `input` in the module's memory, its result then copied into
+   * `output`: both copies, and whatever run allocates, are scratch, freed after. */
+  #throughScratch(input, output, run) {
     const mark = this.wasm.heap_mark();
     try {
-      const inPtr = this.alloc(inputLength);
-      const outPtr = this.alloc(outputLength);
-      this.view(inPtr, inputLength).set(input);
-      this.wasm[name](inPtr, rows, outPtr, ...sizes);
-      output.set(this.view(outPtr, outputLength));
+      const inPtr = this.alloc(input.length);
+      const outPtr = this.alloc(output.length);
+      this.view(inPtr, input.length).set(input);
+      run(inPtr, outPtr);
+      output.set(this.view(outPtr, output.length));
     } finally {
       this.wasm.heap_release(mark);
     }
